@@ -1,0 +1,6 @@
+"""``python -m recordgpu`` = the ``recordgpu`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
