@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "im2rec":
         from .im2rec import main as im2rec_main
 
-        return im2rec_main(argv[1:])
+        return im2rec_main(argv[1:], prog="recordgpu im2rec")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -2,8 +2,9 @@
 
 Decoding goes through OpenCV (``cv2.imdecode``), which keeps 16-bit PNG/TIFF and alpha when asked, plus
 recordgpu's own ``.npy`` payload: the bytes of a standard NumPy ``.npy`` file (format 1.0/2.0, no pickles)
-holding an ``(H, W)`` or ``(H, W, C)`` array, C in {1, 3, 4}, channels in OpenCV's BGR(A) order, any of
-uint8, uint16, int16, float32. MXNet cannot decode ``.npy`` payloads; everything else stays readable by it.
+holding an ``(H, W)`` or ``(H, W, C)`` array, C in {1, 3, 4}, channels in OpenCV's BGR(A) order, of any
+real numeric dtype (the iterator reads uint8, uint16, int16 and float32). MXNet cannot decode ``.npy``
+payloads; everything else stays readable by it.
 
 Encoding refuses to lose data silently: signed, float or 16-bit data asked to go into an 8-bit-only or
 unsigned-only format raises and names a lossless format that can hold it.
@@ -26,7 +27,6 @@ IMREAD_COLOR = cv2.IMREAD_COLOR  # 1
 _FULL_DEPTH_FLAG = {1: cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE,
                     3: cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR,
                     4: cv2.IMREAD_UNCHANGED}
-NPY_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
 
 
 def sniff(buf: bytes | memoryview | np.ndarray) -> str:
@@ -73,6 +73,8 @@ def load_npy_payload(buf) -> np.ndarray:
         raise DecodeError(f"bad .npy payload: {e}") from None
     if dtype.hasobject:
         raise DecodeError(".npy payload holds Python objects; only numeric arrays are allowed")
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
+        raise DecodeError(f".npy payload must be (H, W) or (H, W, C) with C in 1, 3, 4; got shape {shape}")
     off = bio.tell()
     count = int(np.prod(shape)) if shape else 1
     if len(raw) - off < count * dtype.itemsize:
@@ -166,6 +168,9 @@ def imread(path: str | os.PathLike, flag: int = IMREAD_COLOR) -> np.ndarray | No
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError:
             return None
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+            raise DecodeError(f"{path}: a .npy image must be (H, W) or (H, W, C) with C in 1, 3, 4; "
+                              f"got shape {arr.shape}")
         return _convert_channels(np.ascontiguousarray(arr), flag)
     return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
 
@@ -188,8 +193,8 @@ def encode(img: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
         raise ValueError(f"image must be (H, W) or (H, W, C) with C in 1, 3, 4; got shape {img.shape}")
     if ext == ".npy":
-        if img.dtype not in [np.dtype(d) for d in NPY_DTYPES]:
-            raise ValueError(f".npy payloads hold uint8, uint16, int16 or float32 images, not {img.dtype}")
+        if img.dtype.kind not in "uif":
+            raise ValueError(f".npy payloads hold real numeric images, not {img.dtype}")
         bio = io.BytesIO()
         np.save(bio, np.ascontiguousarray(img), allow_pickle=False)
         return bio.getvalue()
