@@ -35,6 +35,10 @@ class MT19937:
         """One raw 32-bit output."""
         return int(self._bg.random_raw())
 
+    def raw(self, n: int) -> np.ndarray:
+        """The next ``n`` raw outputs as a uint64 array (same stream as ``n`` calls)."""
+        return self._bg.random_raw(n)
+
     def reseed(self, seed: int) -> None:
         self.seed = int(seed) & 0xFFFFFFFF
         self._bg = np.random.RandomState(self.seed)._bit_generator
@@ -122,7 +126,48 @@ class NormalFloat:
 
 def shuffle(seq: MutableSequence[T], g: MT19937) -> MutableSequence[T]:
     """In-place ``std::shuffle`` as in libstdc++ before GCC 9; returns ``seq``."""
-    for i in range(1, len(seq)):
-        j = uniform_int(g, 0, i)
-        seq[i], seq[j] = seq[j], seq[i]
+    n = len(seq)
+    if n < 256:
+        for i in range(1, n):
+            j = uniform_int(g, 0, i)
+            seq[i], seq[j] = seq[j], seq[i]
+        return seq
+    js = _shuffle_draws(n, g)
+    if isinstance(seq, np.ndarray):
+        _apply_swaps_array(seq, js)
+    else:
+        for i, j in enumerate(js.tolist()):
+            if i:
+                seq[i], seq[j] = seq[j], seq[i]
     return seq
+
+
+_WINDOW = 1 << 16
+
+
+def _shuffle_draws(n: int, g: MT19937) -> np.ndarray:
+    """``j_i = uniform_int(g, 0, i)`` for i = 1..n-1, vectorised, consuming exactly the draws a loop would."""
+    js = np.zeros(n, np.int64)
+    pos = 1
+    buf = np.empty(0, np.uint64)
+    while pos < n:
+        if len(buf) == 0:
+            buf = g.raw(n - pos)  # one draw per remaining position; rejections draw more later
+        k = min(len(buf), _WINDOW)
+        r = np.arange(pos + 1, pos + k + 1, dtype=np.uint64)  # range size i + 1 for position i
+        scaling = np.uint64(0xFFFFFFFF) // r
+        past = r * scaling
+        rejected = np.flatnonzero(buf[:k] >= past)
+        m = int(rejected[0]) if len(rejected) else k
+        js[pos:pos + m] = (buf[:m] // scaling[:m]).astype(np.int64)
+        pos += m
+        buf = buf[m + 1:] if m < k else buf[k:]  # a rejected draw is consumed and skipped
+    return js
+
+
+def _apply_swaps_array(a: np.ndarray, js: np.ndarray) -> None:
+    lst = a.tolist()
+    for i, j in enumerate(js.tolist()):
+        if i:
+            lst[i], lst[j] = lst[j], lst[i]
+    a[:] = lst
