@@ -8,3 +8,7 @@ from .errors import DecodeError, RecordIOError
 from . import recordio
 
 __all__ = ["__version__", "recordio", "RecordIOError", "DecodeError"]
+from .imageiter.iterator import ImageRecordIter
+from .imageiter.dataapi import DataBatch, DataDesc, DataIter
+
+__all__ += ["ImageRecordIter", "DataBatch", "DataDesc", "DataIter"]

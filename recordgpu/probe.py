@@ -1,12 +1,12 @@
-"""Image size from the encoded header, without decoding the pixels.
+"""Image size and sample type from the encoded header, without decoding the pixels.
 
 The planner needs every image's decoded ``(height, width)`` before it draws that image's random
 parameters, and MXNet draws them in parse order for whole chunks at a time. Reading the size from the
 header keeps planning cheap and lets decoding happen later, in parallel or on the GPU.
 
-``probe_size`` returns the size ``cv2.imdecode`` will produce — for JPEG after the EXIF orientation OpenCV
-applies — or None when it cannot be sure (unknown formats, PNG/TIFF/WebP with EXIF data), in which case the
-caller decodes to find out.
+``probe_image`` returns the ``(height, width, dtype)`` a full-depth decode will produce — for JPEG after the
+EXIF orientation OpenCV applies — or None when it cannot be sure (other formats, PNG with EXIF data, JPEG
+with more than 8 bits), in which case the caller decodes to find out.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _exif_orientation(seg: bytes) -> int | None:
     return None
 
 
-def _jpeg_size(b: bytes) -> tuple[int, int] | None:
+def _jpeg_size(b: bytes) -> tuple[int, int, str] | None:
     pos, n = 2, len(b)
     orientation = None
     seen_app1 = False
@@ -64,22 +64,24 @@ def _jpeg_size(b: bytes) -> tuple[int, int] | None:
         elif marker in _SOF_MARKERS:
             if pos + 9 > n:
                 return None
+            precision = b[pos + 4]
             h, w = struct.unpack(">HH", b[pos + 5:pos + 9])
-            if h == 0 or w == 0:
+            if h == 0 or w == 0 or precision != 8:
                 return None
             if orientation in (5, 6, 7, 8):
                 h, w = w, h
-            return h, w
+            return h, w, "uint8"
         elif marker == 0xDA:  # start of scan before any SOF
             return None
         pos += 2 + length
     return None
 
 
-def _png_size(mv: memoryview) -> tuple[int, int] | None:
+def _png_size(mv: memoryview) -> tuple[int, int, str] | None:
     if len(mv) < 33 or bytes(mv[12:16]) != b"IHDR":
         return None
     w, h = struct.unpack(">II", mv[16:24])
+    dtype = "uint16" if mv[24] == 16 else "uint8"
     pos = 8
     while pos + 8 <= len(mv):  # walk the chunk headers: an eXIf chunk may carry an orientation OpenCV applies
         (length,) = struct.unpack(">I", mv[pos:pos + 4])
@@ -89,11 +91,11 @@ def _png_size(mv: memoryview) -> tuple[int, int] | None:
         if ctype == b"IEND":
             break
         pos += 12 + length
-    return h, w
+    return h, w, dtype
 
 
-def probe_size(buf) -> tuple[int, int] | None:
-    """``(height, width)`` of the decoded image, or None when only a decode can tell."""
+def probe_image(buf) -> tuple[int, int, str] | None:
+    """``(height, width, dtype name)`` of the full-depth decoded image, or None when only a decode can tell."""
     mv = memoryview(buf).cast("B")
     head = bytes(mv[:8])
     if head[:3] == b"\xff\xd8\xff":
@@ -105,5 +107,5 @@ def probe_size(buf) -> tuple[int, int] | None:
             a = load_npy_payload(np.frombuffer(buf, np.uint8))
         except ValueError:
             return None
-        return int(a.shape[0]), int(a.shape[1])
+        return int(a.shape[0]), int(a.shape[1]), a.dtype.name
     return None

@@ -1,4 +1,4 @@
-"""probe_size gives exactly the size cv2.imdecode produces, EXIF orientation included."""
+"""probe_image gives exactly the size and dtype a full-depth decode produces, EXIF orientation included."""
 import struct
 
 import cv2
@@ -7,7 +7,7 @@ import pytest
 
 from conftest import oracle_path
 from recordgpu import codecs
-from recordgpu.probe import probe_size
+from recordgpu.probe import probe_image
 from recordgpu.recfile import RecordFile
 
 
@@ -25,8 +25,8 @@ def test_jpeg_exif_orientation(orientation):
     with_exif = jpg[:2] + exif_app1(orientation) + jpg[2:]
     for flag in (codecs.IMREAD_COLOR, codecs.IMREAD_GRAYSCALE):
         dec = cv2.imdecode(np.frombuffer(with_exif, np.uint8), flag)
-        assert probe_size(with_exif) == dec.shape[:2]
-    assert probe_size(with_exif) == ((50, 30) if orientation >= 5 else (30, 50))
+        assert probe_image(with_exif) == (*dec.shape[:2], "uint8")
+    assert probe_image(with_exif)[:2] == ((50, 30) if orientation >= 5 else (30, 50))
 
 
 @pytest.mark.parametrize("name", ["color8", "png8", "gray16", "color16", "rgba8", "multipart"])
@@ -36,12 +36,16 @@ def test_oracle_records(name):
         p = bytes(rf.payload(i))
         flag = struct.unpack("<I", p[:4])[0]
         b = p[24 + 4 * flag:]
-        assert probe_size(b) == cv2.imdecode(np.frombuffer(b, np.uint8), -1).shape[:2]
+        dec = cv2.imdecode(np.frombuffer(b, np.uint8), -1)
+        assert probe_image(b) == (*dec.shape[:2], dec.dtype.name)
+        for c in (1, 3):
+            full = codecs.decode_image(b, c)
+            assert probe_image(b) == (*full.shape[:2], full.dtype.name)
 
 
 def test_npy_and_unknown():
     a = np.zeros((7, 9, 3), np.int16)
-    assert probe_size(codecs.encode(a, ".npy")) == (7, 9)
-    assert probe_size(codecs.encode(a.astype(np.uint16), ".tiff")) is None  # TIFF: decode to be sure
-    assert probe_size(b"garbage") is None
-    assert probe_size(b"\xff\xd8\xff\xe0\x00") is None
+    assert probe_image(codecs.encode(a, ".npy")) == (7, 9, "int16")
+    assert probe_image(codecs.encode(a.astype(np.uint16), ".tiff")) is None  # TIFF: decode to be sure
+    assert probe_image(b"garbage") is None
+    assert probe_image(b"\xff\xd8\xff\xe0\x00") is None

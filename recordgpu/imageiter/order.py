@@ -480,6 +480,10 @@ class BatchOrder:
             self._buf, self._buf_slot, self._buf_seq = _EMPTY, _EMPTY, _EMPTY
             self._source.before_first()
 
+    def buffered_parse_seqs(self) -> np.ndarray:
+        """Parse numbers of records parsed but not yet handed out (they belong to later batches)."""
+        return self._buf_seq.copy()
+
     def epoch(self) -> Iterator[Batch]:
         """The batches until the end of the current epoch (does not call ``reset()``)."""
         while True:

@@ -1,0 +1,286 @@
+"""The batch engine: record numbers in, data/label/index arrays out.
+
+Stages, each testable on its own:
+
+1. **order** (:mod:`.order`): which records form the next batch, and which records MXNet parses (and so
+   draws random parameters for) while making it;
+2. **parse + plan** (here, sequential, cheap): read each parsed record's header and label, probe the
+   image size from its header (:mod:`recordgpu.probe`) and draw its :class:`~recordgpu.augment.plan.SamplePlan`
+   from the single MXNet-order RNG stream — so plans, and hence outputs, do not depend on thread count;
+3. **decode + execute** (parallel, per sample): decode at full depth and run the plan into the sample's slot
+   of a freshly allocated batch array (an executor object; the CPU one is the host reference).
+
+The engine can snapshot its state at the start of an epoch and replay batches without decoding, which is
+how a mid-epoch ``reset()`` or a resume lands exactly where a synchronous iterator would be.
+"""
+from __future__ import annotations
+
+import copy
+import struct
+import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import codecs
+from ..augment.plan import SamplePlan
+from ..augment.planner import Planner
+from ..errors import DecodeError, RecordIOError
+from ..headers import IR_SIZE
+from ..probe import probe_image
+from ..rng import MT19937
+from .labels import ImageLabelMap, select_label
+from .order import BatchOrder
+from .source import RecordSource
+
+RAND_MAGIC = 111  # MXNet's per-thread engine seed: (thread id + 1) * 111
+_HDR = struct.Struct("<IfQ")
+
+
+class SkippedRecord(Exception):
+    """A record that ``on_error='skip'`` dropped (carries the located error)."""
+
+
+@dataclass
+class Parsed:
+    """One parsed record waiting for its batch: its label, id, plan and, if decoding was needed to plan
+    it, its decoded image."""
+
+    record: int
+    image_id: int
+    label: np.ndarray
+    plan: SamplePlan | None
+    image: np.ndarray | None = None
+    error: Exception | None = None
+
+
+@dataclass
+class Slot:
+    """One sample of the sample stream: a parse number, and whether it was borrowed from the next pass."""
+
+    parse_seq: int
+    wrapped: bool
+
+
+@dataclass
+class BatchArrays:
+    data: np.ndarray
+    label: np.ndarray
+    index: np.ndarray
+    pad: int
+    records: np.ndarray  # record numbers (into the source) of the real samples
+
+
+@dataclass
+class EngineState:
+    order: dict
+    rng: dict
+    pending: dict[int, Parsed]
+    stream: list[Slot]
+    batches: int = 0
+
+
+class CPUExecutor:
+    """Runs a plan on the CPU with the host reference executor."""
+
+    def __init__(self) -> None:
+        from ..augment import cpu
+
+        self._execute = cpu.execute
+
+    def run(self, plan: SamplePlan, image: np.ndarray, out: np.ndarray) -> None:
+        self._execute(plan, image, out)
+
+
+@dataclass
+class EngineConfig:
+    batch_size: int
+    channels: int
+    out_shape: tuple[int, int, int]
+    out_dtype: np.dtype
+    label_width: int
+    on_error: str = "raise"
+    threads: int = 1
+    seed_aug: int | None = None
+    insightface: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BatchEngine:
+    """Makes batches for one iterator. Not thread-safe: one producer thread drives it."""
+
+    def __init__(self, source: RecordSource, order: BatchOrder, planner: Planner, cfg: EngineConfig,
+                 label_map: ImageLabelMap | None = None, executor=None) -> None:
+        self.source = source
+        self.order = order
+        self.planner = planner
+        self.cfg = cfg
+        self.label_map = label_map
+        self.executor = executor or CPUExecutor()
+        self.rng = MT19937(RAND_MAGIC)
+        self.pending: dict[int, Parsed] = {}
+        self.stream: deque[Slot] = deque()
+        self.bad_records: set[int] = set()  # records that failed to decode (on_error='skip')
+        self.skipped = 0
+        self.batches_this_epoch = 0
+        self._pool = ThreadPoolExecutor(max(1, cfg.threads), thread_name_prefix="recordgpu-worker")
+
+    # -- state ----------------------------------------------------------------------------------------
+    def snapshot(self) -> EngineState:
+        return EngineState(order=copy.deepcopy(self.order.state_dict()), rng=self.rng.getstate(),
+                           pending={k: copy.copy(v) for k, v in self.pending.items()},
+                           stream=list(self.stream), batches=self.batches_this_epoch)
+
+    def restore(self, st: EngineState) -> None:
+        self.order.load_state_dict(copy.deepcopy(st.order))
+        self.rng.setstate(st.rng)
+        self.pending = {k: copy.copy(v) for k, v in st.pending.items()}
+        self.stream = deque(st.stream)
+        self.batches_this_epoch = st.batches
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- stage 2: parse and plan ------------------------------------------------------------------------
+    def _parse(self, rec: int, slot: int) -> Parsed:
+        payload = self.source.payload(rec)
+        n = len(payload)
+        if n < IR_SIZE:
+            raise self.source.error(rec, f"record payload has {n} bytes, fewer than the 24-byte image header")
+        flag, label, image_id = _HDR.unpack_from(payload, 0)
+        if IR_SIZE + 4 * flag > n:
+            raise self.source.error(rec, f"header announces {flag} float32 labels but only {n - IR_SIZE} "
+                                         "bytes follow the header")
+        packed = np.frombuffer(payload, np.float32, flag, IR_SIZE) if flag else None
+        if self.cfg.insightface:
+            lab = np.array([packed[0] if flag else label], np.float32)
+            if self.cfg.label_width != 1:
+                raise ValueError("an InsightFace .rec has one label (the identity) per image: use label_width=1")
+        else:
+            try:
+                lab = select_label(flag, label, packed, image_id, self.cfg.label_width, self.label_map)
+            except (KeyError, ValueError) as e:
+                raise type(e)(f"{e} (record id {image_id}, {self.source.error(rec, '').args[0].rstrip(': ')})") \
+                    from None
+        buf = np.frombuffer(payload, np.uint8)[IR_SIZE + 4 * flag:]
+        shape = probe_image(buf)
+        image = None
+        if shape is None:
+            try:
+                image = codecs.decode_image(buf, self.cfg.channels)
+            except DecodeError as e:
+                return Parsed(rec, image_id, lab, None, error=self._located(rec, image_id, e))
+            h, w, dtype = image.shape[0], image.shape[1], image.dtype.name
+        else:
+            h, w, dtype = shape
+        plan = self.planner.plan_sample(h, w, self.cfg.channels, self.rng, slot=slot, src_dtype=dtype)
+        return Parsed(rec, image_id, lab, plan, image)
+
+    def _located(self, rec: int, image_id: int, e: Exception) -> RecordIOError:
+        err = self.source.error(rec, f"record id {image_id}: {e}")
+        err.key = image_id
+        return err
+
+    def _pull(self) -> bool:
+        """Take the next batch from the order, parse and plan what MXNet parses with it. False at the end."""
+        b = self.order.next_batch()
+        if b is None:
+            return False
+        for k, (rec, slot) in enumerate(zip(b.parsed.tolist(), b.parsed_slot.tolist())):
+            self.pending[b.first_parse_seq + k] = self._parse(rec, slot)
+        n = len(b.records)
+        wrapped_from = n - b.pad if n == self.cfg.batch_size else n
+        for k, seq in enumerate(b.parse_seq.tolist()):
+            self.stream.append(Slot(seq, k >= wrapped_from))
+        return True
+
+    # -- stage 3: decode and execute ---------------------------------------------------------------------
+    def _run_one(self, p: Parsed, out: np.ndarray) -> None:
+        if p.error is not None:
+            raise p.error
+        image = p.image
+        if image is None:
+            payload = self.source.payload(p.record)
+            flag = _HDR.unpack_from(payload, 0)[0]
+            try:
+                image = codecs.decode_image(np.frombuffer(payload, np.uint8)[IR_SIZE + 4 * flag:],
+                                            self.cfg.channels)
+            except DecodeError as e:
+                raise self._located(p.record, p.image_id, e) from None
+            if image.shape[:2] != p.plan.src_shape[:2] or image.dtype.name != p.plan.src_dtype:
+                raise self._located(p.record, p.image_id, DecodeError(
+                    f"decoded {image.shape} {image.dtype}, header said {p.plan.src_shape} {p.plan.src_dtype}"))
+        try:
+            self.executor.run(p.plan, image, out)
+        except ValueError as e:
+            raise self._located(p.record, p.image_id, e) from None
+
+    def _take(self, n: int) -> list[tuple[Slot, Parsed]]:
+        """Up to ``n`` samples from the stream, dropping those already known to be unreadable."""
+        out: list[tuple[Slot, Parsed]] = []
+        while len(out) < n and (self.stream or self._pull()):
+            slot = self.stream.popleft()
+            p = self.pending.pop(slot.parse_seq)
+            if p.record in self.bad_records or (p.error is not None and self.cfg.on_error == "skip"):
+                self._skip(p)
+                continue
+            out.append((slot, p))
+        return out
+
+    def next_batch(self, plan_only: bool = False) -> BatchArrays | None:
+        """The next batch of the epoch, or None at its end. ``plan_only``: advance without decoding."""
+        cfg = self.cfg
+        bs = cfg.batch_size
+        taken = self._take(bs)
+        if not taken:
+            return None
+        self.batches_this_epoch += 1
+        if plan_only:
+            return BatchArrays(None, None, None, 0, np.array([p.record for _, p in taken], np.int64))
+        data = np.empty((bs,) + cfg.out_shape, cfg.out_dtype)
+        done: list[tuple[Slot, Parsed]] = []
+        new = taken
+        while new:
+            sub = data[len(done):len(done) + len(new)]
+            failed = self._execute_all(new, sub)  # raises unless on_error='skip'
+            ok = [k for k in range(len(new)) if k not in failed]
+            if failed:  # move the good samples together, then refill the freed slots
+                sub[:len(ok)] = sub[ok]
+            done += [new[k] for k in ok]
+            new = self._take(bs - len(done)) if failed else []
+        n = len(done)
+        data[n:] = 0
+        label_shape = (bs,) if cfg.label_width == 1 else (bs, cfg.label_width)
+        label = np.zeros(label_shape, np.float32)
+        index = np.zeros(bs, np.uint64)
+        for k, (_, p) in enumerate(done):
+            label[k] = p.label[0] if cfg.label_width == 1 else p.label
+            index[k] = p.image_id
+        pad = (bs - n) + sum(1 for s, _ in done if s.wrapped)
+        return BatchArrays(data, label, index, pad, np.array([p.record for _, p in done], np.int64))
+
+    def _execute_all(self, taken: list[tuple[Slot, Parsed]], data: np.ndarray) -> set[int]:
+        futures = [self._pool.submit(self._run_one, p, data[k]) for k, (_, p) in enumerate(taken)]
+        failed: set[int] = set()
+        first_error = None
+        for k, f in enumerate(futures):
+            exc = f.exception()
+            if exc is None:
+                continue
+            if self.cfg.on_error == "skip" and isinstance(exc, (RecordIOError, DecodeError)):
+                failed.add(k)
+                self.bad_records.add(taken[k][1].record)
+                self._skip(taken[k][1], exc)
+            elif first_error is None:
+                first_error = exc
+        if first_error is not None:
+            raise first_error
+        return failed
+
+    def _skip(self, p: Parsed, exc: Exception | None = None) -> None:
+        self.skipped += 1
+        err = exc or p.error or self._located(p.record, p.image_id, DecodeError("unreadable (seen before)"))
+        warnings.warn(f"skipping unreadable record: {err}", RuntimeWarning, stacklevel=2)
