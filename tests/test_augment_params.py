@@ -32,6 +32,8 @@ def test_from_kwargs_takes_augmenter_fields_and_ignores_the_rest():
                                    "resize": "40", "mirror": "True", "mean_r": 1.5, "dtype": None})
     assert p.data_shape == (3, 32, 32) and p.resize == 40 and p.mirror is True and p.mean_r == 1.5
     assert p.dtype == "float32"
+    q = AugmentParams.from_kwargs({"data_shape": (3, 8, 8), "min_aspect_ratio": "None", "seed_aug": "None"})
+    assert q.min_aspect_ratio is None and q.seed_aug is None
 
 
 def test_rotate_list_parses_like_mxnet():

@@ -174,10 +174,9 @@ class AugmentParams:
             put(k, _as_bool(k, getattr(self, k)))
         for k in self._FLOAT_FIELDS:
             put(k, _as_float(k, getattr(self, k)))
-        if self.min_aspect_ratio is not None:
-            put("min_aspect_ratio", _as_float("min_aspect_ratio", self.min_aspect_ratio))
-        if self.seed_aug is not None:
-            put("seed_aug", _as_int("seed_aug", self.seed_aug))
+        for k, conv in (("min_aspect_ratio", _as_float), ("seed_aug", _as_int)):  # dmlc::optional fields
+            v = getattr(self, k)
+            put(k, None if v is None or (isinstance(v, str) and v.strip() == "None") else conv(k, v))
         put("rotate_list", _parse_rotate_list(self.rotate_list))
         put("mean_img", "" if self.mean_img is None else str(self.mean_img))
         put("dtype", _parse_dtype(self.dtype))

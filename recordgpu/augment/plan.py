@@ -3,8 +3,8 @@
 A :class:`SamplePlan` is an ordered tuple of stages whose every parameter is resolved (random draws made,
 interpolation codes concrete, fill values per channel, colour amounts in source units). Executors (the
 host reference in :mod:`recordgpu.augment.cpu`, later the GPU one) run the stages in order and round each
-stage's result to the source dtype, as MXNet does at 8 bits. Plans are frozen, hashable where they hold
-no mean image, and picklable, so they can be made in one process and executed in another.
+stage's result to the source dtype, as MXNet does at 8 bits. Plans are frozen, hashable (a mean image
+compares by identity) and picklable, so they can be made in one process and executed in another.
 
 Stage order is MXNet's (spec §3.7, §3.8): ``Resize`` (shorter edge), ``Warp`` (affine), ``Pad``, then the
 crop (``CropResize`` for random_resized_crop / crop_size; ``Resize``\\ s + ``Crop`` for the centre/random
