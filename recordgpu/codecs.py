@@ -219,4 +219,10 @@ def encode(img: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:
     ok, buf = cv2.imencode(ext, img, params)
     if not ok:
         raise ValueError(f"failed to encode image as {ext}")
+    if ext in (".tif", ".tiff") and img.dtype not in (np.uint8, np.uint16):
+        # Some OpenCV builds (e.g. 4.11 with 3-channel float32) write TIFFs that do not read back exactly.
+        back = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if back is None or back.dtype != img.dtype or not np.array_equal(back.reshape(img.shape), img):
+            raise ValueError(f"OpenCV {cv2.__version__} cannot store this {img.dtype} image with shape "
+                             f"{img.shape} losslessly as TIFF; use '.npy'")
     return buf.tobytes()

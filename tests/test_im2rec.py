@@ -454,8 +454,11 @@ def test_npy_sources_and_npy_payload_round_trip(tmp_path, dtype, values):
     write_image(tmp_path / "img" / "c.npy", color)
     write_lst(tmp_path / "n.lst", [(0, [0.0], "g.npy"), (1, [1.0], "c.npy")])
     for enc in (".npy", ".tiff"):
-        pack_list(str(tmp_path / "n.lst"), str(tmp_path / "img"), str(tmp_path / "n"),
-                  PackOptions(color=-1, encoding=enc))
+        result = pack_list(str(tmp_path / "n.lst"), str(tmp_path / "img"), str(tmp_path / "n"),
+                           PackOptions(color=-1, encoding=enc, skip_errors=True))
+        if result.failures:  # never silently lossy: an OpenCV that can't store it exactly refuses it
+            assert enc == ".tiff" and all("'.npy'" in str(f) for f in result.failures)
+            continue
         (_, _, s0), (_, _, s1) = read_records(tmp_path / "n")
         if enc == ".npy":
             assert codecs.sniff(s0) == "npy"
