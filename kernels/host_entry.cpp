@@ -1,0 +1,90 @@
+// recordgpu host build of the kernels: the same per-pixel code (the .cuh headers, with __host__ __device__
+// mapped to nothing) run by plain loops, with the same packed RgStep structs as the GPU launches.
+// Built by recordgpu/kernels/host.py: c++ -O2 -ffp-contract=off -shared -fPIC.
+#include <stddef.h>
+
+#include "rg_step.cuh"
+
+#define RG_MEAN_THREADS 256  // the GPU mean pass's block size: the host sums in the same order
+
+namespace {
+
+template <typename T>
+void host_step(const RgStep* steps, int n, const void* tabs) {
+    for (int s = 0; s < n; s++) {
+        const RgStep& st = steps[s];
+        if (st.out_kind == RG_OUT_NONE) continue;
+        for (int y = 0; y < st.geom.out_h; y++)
+            for (int x = 0; x < st.geom.out_w; x++) rg_step_pixel<T>(st, tabs, y, x);
+    }
+}
+
+template <typename T>
+void host_mean(RgStep* steps, int n, int slot, const void* tabs) {
+    typedef typename RgGray<T>::GT GT;
+    for (int s = 0; s < n; s++) {
+        RgStep& st = steps[s];
+        if (st.out_kind == RG_OUT_NONE) continue;
+        int upto = rg_contrast_index(st, slot);
+        if (upto < 0) continue;
+        int W = st.geom.out_w;
+        rg_i64 count = (rg_i64)W * st.geom.out_h;
+        rg_i64 ipart[RG_MEAN_THREADS];
+        double fpart[RG_MEAN_THREADS];
+        for (int t = 0; t < RG_MEAN_THREADS; t++) {
+            ipart[t] = 0;
+            fpart[t] = 0.0;
+            for (rg_i64 i = t; i < count; i += RG_MEAN_THREADS) {
+                GT g = rg_gray_before<T>(st, tabs, (int)(i / W), (int)(i % W), upto);
+                if (RgT<T>::is_int) ipart[t] += (rg_i64)g;
+                else fpart[t] += (double)g;
+            }
+        }
+        for (int w = RG_MEAN_THREADS / 2; w > 0; w >>= 1)
+            for (int t = 0; t < w; t++) {
+                ipart[t] += ipart[t + w];
+                fpart[t] += fpart[t + w];
+            }
+        st.means[slot] = rg_mean_of<T>(RgT<T>::is_int ? (double)ipart[0] : fpart[0], count);
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// dtype codes: 0 uint8, 1 uint16, 2 int16, 3 float32 (recordgpu/kernels/params.py SRC_DTYPE_CODES)
+int rg_host_step(int dtype, const RgStep* steps, int n, const void* tabs) {
+    switch (dtype) {
+        case 0: host_step<rg_u8>(steps, n, tabs); return 0;
+        case 1: host_step<rg_u16>(steps, n, tabs); return 0;
+        case 2: host_step<rg_i16>(steps, n, tabs); return 0;
+        case 3: host_step<float>(steps, n, tabs); return 0;
+        default: return -1;
+    }
+}
+
+int rg_host_mean(int dtype, RgStep* steps, int n, int slot, const void* tabs) {
+    switch (dtype) {
+        case 0: host_mean<rg_u8>(steps, n, slot, tabs); return 0;
+        case 1: host_mean<rg_u16>(steps, n, slot, tabs); return 0;
+        case 2: host_mean<rg_i16>(steps, n, slot, tabs); return 0;
+        case 3: host_mean<float>(steps, n, slot, tabs); return 0;
+        default: return -1;
+    }
+}
+
+// Layout check against params.py: sizes and a few offsets of the structs.
+int rg_host_layout(long long* out, int n) {
+    long long v[] = {
+        (long long)sizeof(RgGeom), (long long)sizeof(RgColour), (long long)sizeof(RgNorm),
+        (long long)sizeof(RgStep), (long long)offsetof(RgStep, norm), (long long)offsetof(RgStep, means),
+        (long long)offsetof(RgStep, dst), (long long)offsetof(RgStep, colour),
+        (long long)offsetof(RgGeom, src), (long long)offsetof(RgGeom, fill), (long long)offsetof(RgNorm, imean),
+    };
+    int m = (int)(sizeof(v) / sizeof(v[0]));
+    for (int i = 0; i < n && i < m; i++) out[i] = v[i];
+    return m;
+}
+
+}  // extern "C"

@@ -1,0 +1,159 @@
+"""Host build of the kernels: the same per-pixel code compiled with the system C++ compiler into a cached
+shared library, run over the same packed plans as the GPU launches.
+
+``run_plans_host(plans, images)`` mirrors the GPU executor's batch function and is how the kernels are
+tested on machines without a GPU. The library is built once per source/compiler/flags combination into
+``$RECORDGPU_CACHE_DIR`` (default ``~/.cache/recordgpu``) and reused across processes.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..augment.plan import SamplePlan
+from . import headers, kernel_dir, read_source
+from .params import LAYOUT, STEP_DTYPE, BatchProgram, compile_batch
+from .tables import interpolation_tables
+
+CXX_FLAGS = ("-O2", "-std=c++17", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC", "-Wall")
+HOST_SOURCE = "host_entry.cpp"
+
+
+class HostBuildError(RuntimeError):
+    """The host library could not be built or loaded."""
+
+
+def find_compiler() -> str | None:
+    """The C++ compiler to use: ``$CXX``, else ``c++``, ``g++`` or ``clang++`` on the PATH; None if none."""
+    env = os.environ.get("CXX")
+    if env:
+        return shutil.which(env) or (env if os.path.isfile(env) else None)
+    for name in ("c++", "g++", "clang++"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("RECORDGPU_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "recordgpu"
+
+
+def build_host_library(compiler: str | None = None) -> Path:
+    """Build (or find in the cache) the host library; returns its path."""
+    cxx = compiler or find_compiler()
+    if cxx is None:
+        raise HostBuildError("no C++ compiler found (set CXX or install g++/clang++)")
+    h = hashlib.sha256()
+    h.update(read_source(HOST_SOURCE).encode())
+    for name, text in sorted(headers().items()):
+        h.update(name.encode() + b"\0" + text.encode())
+    h.update(("\0".join((cxx,) + CXX_FLAGS)).encode())
+    try:
+        h.update(subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout.encode())
+    except (OSError, subprocess.SubprocessError) as e:
+        raise HostBuildError(f"cannot run the C++ compiler {cxx}: {e}") from None
+    out_dir = cache_dir()
+    lib = out_dir / f"rg_host_{h.hexdigest()[:16]}.so"
+    if lib.is_file():
+        return lib
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+    os.close(fd)
+    cmd = [cxx, *CXX_FLAGS, "-I", str(kernel_dir()), "-o", tmp, str(kernel_dir() / HOST_SOURCE)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if res.returncode != 0:
+            raise HostBuildError(f"host kernel build failed ({' '.join(cmd)}):\n{res.stderr}")
+        os.replace(tmp, lib)  # atomic: concurrent builders all end with a complete file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return lib
+
+
+@lru_cache(maxsize=1)
+def load_host_library() -> ctypes.CDLL:
+    """The host library, built if needed, with its struct layout checked against params.py."""
+    lib = ctypes.CDLL(str(build_host_library()))
+    vp, i = ctypes.c_void_p, ctypes.c_int
+    lib.rg_host_step.argtypes = [i, vp, i, vp]
+    lib.rg_host_mean.argtypes = [i, vp, i, i, vp]
+    lib.rg_host_layout.argtypes = [ctypes.POINTER(ctypes.c_longlong), i]
+    buf = (ctypes.c_longlong * 32)()
+    n = lib.rg_host_layout(buf, 32)
+    got = list(buf[:n])
+    want = [v for _, v in LAYOUT]
+    if got != want:
+        bad = [f"{name}: C {g}, Python {w}" for (name, w), g in zip(LAYOUT, got) if g != w]
+        raise HostBuildError("kernel struct layout differs between C and params.py: " + "; ".join(bad))
+    return lib
+
+
+def _as_hwc(img: np.ndarray) -> np.ndarray:
+    if not isinstance(img, np.ndarray) or img.ndim not in (2, 3):
+        raise ValueError("images must be (H, W) or (H, W, C) numpy arrays")
+    return np.ascontiguousarray(img[:, :, None] if img.ndim == 2 else img)
+
+
+def execute_program(prog: BatchProgram, images: Sequence[np.ndarray]) -> np.ndarray:
+    """Run a compiled program on the host; ``images`` are C-contiguous (H, W, C) arrays."""
+    lib = load_host_library()
+    out = np.zeros(prog.out_shape, dtype=prog.out_dtype)
+    scratch = np.zeros(max(prog.scratch_bytes, 1), dtype=np.uint8)
+    means = [m.data for m in prog.mean_images]
+    prog.bind([im.ctypes.data for im in images], scratch.ctypes.data, out.ctypes.data,
+              [m.ctypes.data for m in means])
+    tabs = interpolation_tables()
+    for ln in prog.launches:
+        steps = np.ascontiguousarray(ln.steps, dtype=STEP_DTYPE)
+        ptr = steps.ctypes.data
+        for slot in range(ln.n_contrast):
+            if lib.rg_host_mean(ln.dtype_code, ptr, len(steps), slot, tabs.ctypes.data) != 0:
+                raise HostBuildError(f"rg_host_mean rejected dtype {ln.src_dtype}")
+        if lib.rg_host_step(ln.dtype_code, ptr, len(steps), tabs.ctypes.data) != 0:
+            raise HostBuildError(f"rg_host_step rejected dtype {ln.src_dtype}")
+    return out
+
+
+def run_plans_host(plans: Sequence[SamplePlan], images: Sequence[np.ndarray], *,
+                   mode: str = "image") -> np.ndarray:
+    """Execute ``plans[i]`` on ``images[i]`` with the host build; returns the (N, C, H, W) batch.
+
+    ``mode="mask"``: replay the geometric stages on label masks (nearest, fill 0) and return them in the
+    mask dtype, mirrored with the images.
+    """
+    plans = list(plans)
+    if len(plans) != len(images):
+        raise ValueError(f"{len(plans)} plans for {len(images)} images")
+    imgs = [_as_hwc(im) for im in images]
+    for i, (p, im) in enumerate(zip(plans, imgs)):
+        h, w, c = p.src_shape
+        if im.shape[:2] != (h, w):
+            raise ValueError(f"image {i} is {im.shape[1]}x{im.shape[0]}, its plan was made for {w}x{h}")
+        if mode == "image" and (im.shape[2] != c or im.dtype.name != p.src_dtype):
+            raise ValueError(f"image {i} is {im.shape[2]}-channel {im.dtype}, its plan was made for "
+                             f"{c}-channel {p.src_dtype}")
+    if mode == "mask":
+        prog = compile_batch(plans, mode="mask", mask_dtypes=[im.dtype.name for im in imgs],
+                             mask_channels=[im.shape[2] for im in imgs])
+    else:
+        prog = compile_batch(plans)
+    return execute_program(prog, imgs)
+
+
+__all__ = ["run_plans_host", "execute_program", "build_host_library", "load_host_library", "find_compiler",
+           "cache_dir", "HostBuildError"]
