@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -22,6 +23,9 @@ from .errors import RecordIOError
 from .framing import LEN_MASK, MAGIC, MAGIC_BYTES, round_up4
 
 _SCAN_BLOCK_WORDS = 1 << 24  # 64 MiB of words per vectorised pass
+_PROBE_PARTS = 4096  # parts walked before choosing between walking and a vectorised scan
+_WALK_MIN_AVG_BYTES = 16384  # below this average part size the vectorised scan is faster
+_HDR = struct.Struct("<II")
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,17 @@ class RecordFile:
         if self.size == 0:
             return _table_from_parts(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
                                      False, self.size)
+        # Hop from header to header while records are large (cheap per record, touches 8 bytes each);
+        # for files of many small records a vectorised search for the magic word is faster.
+        starts, lrec, pos = self._walk_parts(0, self.size, max_parts=_PROBE_PARTS)
+        if pos < self.size and pos / max(len(starts), 1) < _WALK_MIN_AVG_BYTES:
+            return self._table_from_part_headers(*self._vector_scan())
+        if pos < self.size:
+            more_s, more_l, _ = self._walk_parts(pos, self.size)
+            starts, lrec = np.concatenate([starts, more_s]), np.concatenate([lrec, more_l])
+        return self._table_from_part_headers(starts, lrec)
+
+    def _vector_scan(self) -> tuple[np.ndarray, np.ndarray]:
         w = self._words
         cand = self._magic_positions()
         # In a valid file every 4-aligned magic word is a part header (payloads are split at them), so the
@@ -190,31 +205,33 @@ class RecordFile:
             nxt = cand * 4 + 8 + ((lrec & LEN_MASK) + 3 & ~3)
             ok = bool(np.array_equal(nxt[:-1], cand[1:] * 4)) and int(nxt[-1]) == self.size
         if not ok:
-            starts, lrec = self._walk_parts(0, self.size)
-        else:
-            starts = cand * 4
-        return self._table_from_part_headers(starts, lrec)
+            starts, lrec, _ = self._walk_parts(0, self.size)
+            return starts, lrec
+        return cand * 4, lrec
 
-    def _walk_parts(self, pos: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Walk part headers from ``pos`` to ``stop`` one by one, raising at the first framing error."""
-        w = self._words
+    def _walk_parts(self, pos: int, stop: int, max_parts: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Walk part headers from ``pos`` towards ``stop``, raising at the first framing error.
+
+        Returns the part starts, their LREC words and where the walk stopped (``stop``, or earlier when
+        ``max_parts`` were read)."""
+        mm, size = self._mm, self.size
         starts, lrecs = [], []
-        while pos < stop:
-            if pos + 8 > self.size:
-                raise RecordIOError(self.path, pos, f"truncated record header ({self.size - pos} of 8 bytes)")
-            magic = int(w[pos // 4])
+        unpack = _HDR.unpack_from
+        while pos < stop and (max_parts is None or len(starts) < max_parts):
+            if pos + 8 > size:
+                raise RecordIOError(self.path, pos, f"truncated record header ({size - pos} of 8 bytes)")
+            magic, lrec = unpack(mm, pos)
             if magic != MAGIC:
                 raise RecordIOError(self.path, pos, f"bad magic 0x{magic:08x} (expected 0x{MAGIC:08x}): "
                                                     "corrupt record or not a RecordIO file")
-            lrec = int(w[pos // 4 + 1])
             n = lrec & LEN_MASK
-            if pos + 8 + round_up4(n) > self.size:
+            if pos + 8 + round_up4(n) > size:
                 raise RecordIOError(self.path, pos, f"truncated payload: header says {n} bytes but the file "
-                                                    f"ends {self.size - pos - 8} bytes after the header")
+                                                    f"ends {size - pos - 8} bytes after the header")
             starts.append(pos)
             lrecs.append(lrec)
             pos += 8 + round_up4(n)
-        return np.asarray(starts, np.int64), np.asarray(lrecs, np.int64)
+        return np.asarray(starts, np.int64), np.asarray(lrecs, np.int64), pos
 
     def _table_from_part_headers(self, starts: np.ndarray, lrec: np.ndarray) -> RecordTable:
         cflag = lrec >> 29
@@ -276,7 +293,7 @@ class RecordFile:
                 starts_l.append(np.array([s]))
                 lrec_l.append(lrec[j:j + 1])
             else:
-                st, lr = self._walk_parts(s, e)
+                st, lr, _ = self._walk_parts(s, e)
                 starts_l.append(st)
                 lrec_l.append(lr)
             ext_l.append(np.full(len(starts_l[-1]), j))

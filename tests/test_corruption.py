@@ -164,3 +164,22 @@ def test_random_flips_and_truncations_never_crash_or_hang(tmp_path):
     rec.write_bytes(clean)
     assert idx.read_text() == clean_idx
     assert [bytes(RecordFile(rec, idx).payload(i)) for i in range(40)] == payloads
+
+
+def test_many_small_records_use_the_vectorised_scan_and_still_locate_errors(tmp_path):
+    from recordgpu import recfile
+
+    rng = np.random.default_rng(7)
+    payloads = [rng.bytes(int(rng.integers(0, 40))) for _ in range(recfile._PROBE_PARTS + 900)]
+    payloads[4500] = b"AAAA" + MAGIC_BYTES + b"BBBB"  # a multi-part record past the walked prefix
+    rec, idx = write_rec(tmp_path, payloads, "many")
+    scanned = RecordFile(rec)
+    assert [bytes(scanned.payload(i)) for i in range(len(scanned))] == payloads
+    assert np.array_equal(scanned.table.start, RecordFile(rec, idx).table.start)
+    data = bytearray(rec.read_bytes())
+    off = int(scanned.table.start[4700])
+    data[off + 1] ^= 0x40
+    rec.write_bytes(bytes(data))
+    with pytest.raises(RecordIOError, match="bad magic") as e:
+        RecordFile(rec)
+    assert e.value.offset == off
