@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
+# extras installed by `make test`; CI adds DALI and torch: make test TEST_EXTRAS=test,dali TORCH=torch==2.13.0
+TEST_EXTRAS ?= test
+comma := ,
+TEST_STAMP = $(VENV)/.stamp-test-$(subst $(comma),-,$(TEST_EXTRAS))$(if $(TORCH),-torch)
+TORCH ?=
 
-.PHONY: demo test test-gpu venv venv-test bench wheel clean
+.PHONY: demo test test-gpu venv venv-test bench bench-setup wheel clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,12 +17,12 @@ $(VENV)/.stamp-base: pyproject.toml
 	$(PIP) install -q -e .
 	touch $@
 
-$(VENV)/.stamp-test: $(VENV)/.stamp-base pyproject.toml
-	$(PIP) install -q -e '.[test]'
+$(TEST_STAMP): $(VENV)/.stamp-base pyproject.toml
+	$(PIP) install -q -e '.[$(TEST_EXTRAS)]' $(TORCH)
 	touch $@
 
 venv: $(VENV)/.stamp-base
-venv-test: $(VENV)/.stamp-test
+venv-test: $(TEST_STAMP)
 
 ## demo: generate a small sample, pack it with im2rec, read it back, iterate it
 demo: venv
@@ -31,9 +36,13 @@ test: venv-test
 test-gpu:
 	python -m pytest -q -m gpu tests
 
-## bench: RecordIO read throughput (generates ~1 GB under bench/data)
+## bench: RecordIO read throughput (generates ~1 GB under bench/data), then iterators vs DALI-CPU and MXNet
 bench: venv
-	$(PY) -m bench.read_throughput
+	$(PY) -m bench all
+
+## bench-setup: create the peers' virtualenvs (DALI, MXNet) and install scikit-image for the datasets
+bench-setup: venv
+	$(PY) -m bench setup
 
 ## wheel: build sdist and wheel into dist/
 wheel: venv
