@@ -9,7 +9,7 @@ comma := ,
 TEST_STAMP = $(VENV)/.stamp-test-$(subst $(comma),-,$(TEST_EXTRAS))$(if $(TORCH),-torch)
 TORCH ?=
 
-.PHONY: demo test test-gpu venv venv-test bench bench-setup wheel clean
+.PHONY: demo test test-gpu venv venv-test bench bench-setup wheel docker compat clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ bench-setup: venv
 wheel: venv
 	$(PIP) install -q build
 	$(PY) -m build
+
+## docker: build the CPU and GPU images (needs a running Docker engine)
+docker:
+	@docker info >/dev/null 2>&1 || { echo "make docker: no Docker engine reachable (docker info failed); nothing built" >&2; exit 1; }
+	docker build -f docker/Dockerfile.cpu -t recordgpu:cpu .
+	docker build -f docker/Dockerfile.gpu -t recordgpu:gpu .
+
+## compat: quick tests in fresh venvs with the oldest/newest numpy and opencv-python-headless
+compat:
+	bash tests/compat/run_compat.sh
 
 clean:
 	rm -rf $(VENV) dist build demo *.egg-info

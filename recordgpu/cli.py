@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("im2rec", help="make .lst lists or pack images into .rec/.idx (MXNet im2rec.py options)",
                    add_help=False)
+    sub.add_parser("preview", help="contact sheet (PNG) of records, as stored or augmented, with labels",
+                   add_help=False)
     pi = sub.add_parser("info", help="describe a .rec: records, dialect, labels, formats, depths, problems")
     pi.add_argument("rec")
     pi.add_argument("--idx", help="use this .idx (default: scan the file)")
@@ -53,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         from .im2rec import main as im2rec_main
 
         return im2rec_main(argv[1:], prog="recordgpu im2rec")
+    if argv and argv[0] == "preview":
+        from .preview import main as preview_main
+
+        return preview_main(argv[1:], prog="recordgpu preview")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

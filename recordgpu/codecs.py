@@ -6,6 +6,15 @@ holding an ``(H, W)`` or ``(H, W, C)`` array, C in {1, 3, 4}, channels in OpenCV
 real numeric dtype (the iterator reads uint8, uint16, int16 and float32). MXNet cannot decode ``.npy``
 payloads; everything else stays readable by it.
 
+Lossless codecs that the GPU path decodes at 16 bits (nvJPEG2000 / nvJPEG lossless) are written with
+imagecodecs (optional extra ``codecs``): ``.j2k`` is a lossless (reversible 5/3 wavelet) JPEG 2000 codestream
+for uint8, uint16 and int16 data; ``.ljpeg`` is lossless JPEG (SOF3, predictor 1, libjpeg-turbo) for uint8 and
+uint16. Both hold colour in RGB order, as every JPEG decoder expects. Full-depth decoding keeps them bit-exact:
+JPEG 2000 and lossless or 12-bit JPEG go through imagecodecs when it is installed; without it unsigned JPEG
+2000 goes through OpenCV (the same OpenJPEG, stored values kept at any precision), while signed JPEG 2000 and
+lossless / 12-bit JPEG (which OpenCV cannot read) raise a :class:`DecodeError` that names
+``pip install 'recordgpu[codecs]'``. The 8-bit flags of :func:`decode` (0, 1) stay OpenCV's for JPEG 2000.
+
 Encoding refuses to lose data silently: signed, float or 16-bit data asked to go into an 8-bit-only or
 unsigned-only format raises and names a lossless format that can hold it.
 """
@@ -13,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 
 import cv2
 import numpy as np
@@ -123,7 +133,114 @@ def decode(buf, flag: int = IMREAD_UNCHANGED) -> np.ndarray | None:
             return None
     if raw.size == 0:
         return None
-    return cv2.imdecode(raw, flag)
+    kind = _needs_imagecodecs(raw)
+    if kind is None or (kind == "j2k" and flag >= 0 and not flag & cv2.IMREAD_ANYDEPTH):
+        return cv2.imdecode(raw, flag)  # OpenCV's own 8-bit conversions, as MXNet
+    try:
+        return _decode_lossless(raw, kind, flag)
+    except DecodeError as e:
+        if _MISSING in str(e):
+            raise  # a payload that only imagecodecs reads: say what to install instead of returning None
+        return None
+
+
+# -- lossless codecs beyond OpenCV ----------------------------------------------------------------------
+_MISSING = "pip install 'recordgpu[codecs]'"
+
+
+def _j2k_components(raw: np.ndarray) -> list[tuple[bool, int]] | None:
+    """``[(signed, precision), ...]`` per component from the SIZ segment of a J2K codestream or JP2 file."""
+    head = raw[:256].tobytes()  # SOC + SIZ with up to 70 components
+    pos = 0
+    if head[:4] != b"\xff\x4f\xff\x51":
+        head = raw[:1 << 16].tobytes()  # JP2: header boxes (e.g. an ICC profile) come first
+        i = head.find(b"jp2c")  # JP2: the codestream box; its contents start with SOC SIZ
+        if i < 4 or head[i + 4:i + 8] != b"\xff\x4f\xff\x51":
+            return None
+        pos = i + 4
+    try:
+        (csiz,) = struct.unpack(">H", head[pos + 40:pos + 42])
+        return [(bool(head[pos + 42 + 3 * k] & 0x80), (head[pos + 42 + 3 * k] & 0x7F) + 1) for k in range(csiz)]
+    except (struct.error, IndexError):
+        return None
+
+
+def _jpeg_sof(raw: np.ndarray) -> tuple[int, int] | None:
+    """``(SOF marker, sample precision)`` of a JPEG stream, None if no frame header is found."""
+    b = memoryview(raw)[:1 << 16]  # no copy: this runs before every JPEG decode
+    pos = 2
+    while pos + 4 <= len(b):
+        if b[pos] != 0xFF:
+            return None
+        marker = b[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            return (marker, b[pos + 4]) if pos + 5 <= len(b) else None
+        if marker == 0xDA:
+            return None
+        pos += 2 + int.from_bytes(b[pos + 2:pos + 4], "big")
+    return None
+
+
+def _needs_imagecodecs(raw: np.ndarray) -> str | None:
+    """Which payloads go to imagecodecs at full depth: 'j2k-signed' (OpenCV refuses signed JPEG 2000) and
+    'ljpeg' (lossless or >8-bit JPEG, which OpenCV builds do not read reliably) need it; 'j2k' (unsigned JPEG
+    2000) prefers it (same OpenJPEG values, without OpenCV's colour-space warning on every codestream) and
+    falls back to OpenCV; None: OpenCV alone."""
+    head = raw[:12].tobytes()
+    if head[:4] == b"\xff\x4f\xff\x51" or head[4:8] == b"jP  ":
+        comps = _j2k_components(raw)
+        return "j2k-signed" if comps and any(signed for signed, _ in comps) else "j2k"
+    if head[:3] == b"\xff\xd8\xff":
+        sof = _jpeg_sof(raw)
+        if sof is not None and (sof[0] in (0xC3, 0xC7, 0xCB, 0xCF) or sof[1] != 8):
+            return "ljpeg"
+    return None
+
+
+def _imagecodecs():
+    try:
+        import imagecodecs  # noqa: PLC0415 (optional dependency)
+    except ImportError:
+        return None
+    return imagecodecs
+
+
+def _decode_lossless(raw: np.ndarray, kind: str, flag: int) -> np.ndarray | None:
+    """A JPEG 2000 / lossless JPEG payload decoded at full depth with imagecodecs, else (unsigned JPEG 2000
+    only) with OpenCV; channels converted as ``flag`` asks. None when OpenCV's fallback fails."""
+    if _imagecodecs() is None and kind == "j2k":
+        # OpenCV's JPEG 2000 reader cannot turn gray into BGR itself: read as stored, convert here.
+        img = cv2.imdecode(raw, IMREAD_UNCHANGED)
+        return None if img is None else _convert_channels(img, flag)
+    return _convert_channels(_imagecodecs_decode(raw, kind), flag)
+
+
+def _imagecodecs_decode(raw: np.ndarray, kind: str) -> np.ndarray:
+    """Full-depth decode with imagecodecs, channels in OpenCV's BGR(A) order. Raises DecodeError."""
+    ic = _imagecodecs()
+    what = "JPEG 2000" if kind.startswith("j2k") else "lossless / 12-bit JPEG"
+    if ic is None:
+        raise DecodeError(f"decoding this {what} payload needs imagecodecs, which is not installed: {_MISSING}")
+    try:
+        if kind.startswith("j2k"):
+            img = ic.jpeg2k_decode(raw)
+        else:
+            try:
+                img = ic.jpeg8_decode(raw)  # libjpeg-turbo 3: lossless (SOF3) and 12-bit too
+            except Exception:
+                img = ic.ljpeg_decode(raw)
+    except Exception as e:  # imagecodecs raises its own *Error types
+        raise DecodeError(f"cannot decode {what} payload ({raw.size} bytes): {e}") from None
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = img[:, :, [2, 1, 0, 3][:img.shape[2]]]  # RGB(A) -> BGR(A)
+    return np.ascontiguousarray(img)
 
 
 def decode_image(buf, channels: int) -> np.ndarray:
@@ -140,12 +257,23 @@ def decode_image(buf, channels: int) -> np.ndarray:
     if raw.size >= 6 and raw[:6].tobytes() == NPY_MAGIC:
         img = _convert_channels(load_npy_payload(raw), _FULL_DEPTH_FLAG[channels])
     else:
-        img = cv2.imdecode(raw, _FULL_DEPTH_FLAG[channels])
+        kind = _needs_imagecodecs(raw)
+        hint = ""
+        if kind is None:
+            img = cv2.imdecode(raw, _FULL_DEPTH_FLAG[channels])
+            if img is None and channels == 3:
+                # OpenCV cannot turn some gray payloads into BGR itself (e.g. 5.0 with float32 TIFF): read them
+                # as stored and replicate here.
+                img = cv2.imdecode(raw, IMREAD_UNCHANGED)
+                img = None if img is None else _convert_channels(img, _FULL_DEPTH_FLAG[channels])
+        else:
+            img = _decode_lossless(raw, kind, _FULL_DEPTH_FLAG[channels])
+            hint = f"; OpenCV cannot read it, imagecodecs may ({_MISSING})"
         if img is None:
             fmt = sniff(raw)
             raise DecodeError(f"cannot decode image payload ({raw.size} bytes, "
                               f"{'format ' + fmt if fmt != 'unknown' else 'unrecognised format'}, "
-                              f"starts {raw[:8].tobytes().hex()})")
+                              f"starts {raw[:8].tobytes().hex()}){hint}")
     if img.ndim == 2:
         img = img[:, :, None]
     if channels == 4 and img.shape[2] != 4:
@@ -176,22 +304,55 @@ def imread(path: str | os.PathLike, flag: int = IMREAD_COLOR) -> np.ndarray | No
 
 
 _LOSSLESS_FOR = {
-    np.dtype(np.uint16): "'.png' or '.tiff' (or '.npy')",
-    np.dtype(np.int16): "'.tiff' or '.npy'",
+    np.dtype(np.uint16): "'.png', '.tiff', '.j2k' or '.ljpeg' (or '.npy')",
+    np.dtype(np.int16): "'.tiff' or '.j2k' (or '.npy')",
     np.dtype(np.float32): "'.tiff' or '.npy'",
 }
+#: lossless encodings written with imagecodecs and the dtypes they hold exactly
+LOSSLESS_GPU_ENCODINGS = {".j2k": (np.uint8, np.uint16, np.int16), ".ljpeg": (np.uint8, np.uint16)}
+
+
+def _encode_lossless(img: np.ndarray, ext: str) -> bytes:
+    """``.j2k`` (reversible JPEG 2000 codestream) or ``.ljpeg`` (lossless JPEG, SOF3, predictor 1)."""
+    allowed = LOSSLESS_GPU_ENCODINGS[ext]
+    if img.dtype not in allowed:
+        names = ", ".join(np.dtype(d).name for d in allowed)
+        raise ValueError(f"{ext} holds {names} data losslessly, not {img.dtype}; use "
+                         f"{_LOSSLESS_FOR.get(img.dtype, repr('.npy'))}")
+    ic = _imagecodecs()
+    if ic is None:
+        raise ValueError(f"encoding {ext} needs imagecodecs, which is not installed: {_MISSING}")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3:
+        img = img[:, :, [2, 1, 0, 3][:img.shape[2]]]  # BGR(A) -> RGB(A): decoders return RGB(A)
+    img = np.ascontiguousarray(img)
+    bits = img.dtype.itemsize * 8
+    try:
+        if ext == ".j2k":
+            out = ic.jpeg2k_encode(img, level=0, codecformat="J2K", reversible=True, bitspersample=bits)
+        else:
+            out = ic.jpeg8_encode(img, lossless=True, predictor=1, bitspersample=bits)
+    except Exception as e:  # imagecodecs raises its own *Error types
+        raise ValueError(f"imagecodecs failed to encode a {img.dtype} image of shape {img.shape} as {ext}: "
+                         f"{e}") from None
+    return bytes(out)
 
 
 def encode(img: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:
-    """Encode ``img`` (OpenCV layout) as ``ext``: .jpg/.jpeg, .png, .tif/.tiff, .npy, or any cv2 format.
+    """Encode ``img`` (OpenCV layout) as ``ext``: .jpg/.jpeg, .png, .tif/.tiff, .npy, the lossless .j2k and
+    .ljpeg (imagecodecs), or any cv2 format.
 
-    Quality is the JPEG quality or the PNG compression level (OpenCV clamps it to 0-9). Raises ValueError
-    instead of letting OpenCV convert the data to 8 bits (it would do so silently).
+    Quality is the JPEG quality or the PNG compression level (OpenCV clamps it to 0-9); the lossless .j2k and
+    .ljpeg ignore it. Raises ValueError instead of letting OpenCV convert the data to 8 bits (it would do so
+    silently).
     """
     ext = ext.lower()
     img = np.asarray(img)
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
         raise ValueError(f"image must be (H, W) or (H, W, C) with C in 1, 3, 4; got shape {img.shape}")
+    if ext in LOSSLESS_GPU_ENCODINGS:
+        return _encode_lossless(img, ext)
     if ext == ".npy":
         if img.dtype.kind not in "uif":
             raise ValueError(f".npy payloads hold real numeric images, not {img.dtype}")

@@ -17,8 +17,20 @@ written under temporary names and renamed when complete, so an interrupted run n
 ``time: ... count: ...`` lines and its misleading "multiprocessing not available" line). ``.lst`` files of a
 pack run are processed in sorted order (MXNet: ``os.listdir`` order).
 
+Lossless encodings that the GPU path decodes at 16 bits (need imagecodecs, ``pip install 'recordgpu[codecs]'``):
+``--encoding .j2k`` (JPEG 2000, reversible; uint8, uint16, int16) and ``--encoding .ljpeg`` (lossless JPEG,
+SOF3; uint8, uint16; nvJPEG decodes it on the GPU for one channel).
+
+DICOM (needs pydicom, ``pip install 'recordgpu[dicom]'``; list them with ``--exts .dcm``): files named
+``*.dcm`` or starting with the DICOM preamble are read through :mod:`recordgpu.dicom` at their stored depth
+(``--color -1``; ``0``/``1`` only for 8-bit data), with ``--dicom-rescale`` storing modality values (HU) and
+``--dicom-invert-monochrome1`` inverting MONOCHROME1. Each frame becomes one record whose image payload carries
+the frame's metadata (:mod:`recordgpu.meta`; ``PixelSpacing`` follows ``--resize``). Frame ``f`` of the line
+with index ``i`` has header ``id = i``, ``id2 = f`` and ``.idx`` key ``f * 2**32 + i``
+(:func:`recordgpu.dicom.frame_key`), so single-frame files keep MXNet's key ``i``.
+
 Python API: :func:`make_list`, :func:`list_image`, :func:`write_list`, :func:`read_list`, :func:`encode_item`,
-:func:`pack_list` and :func:`main` (the command line).
+:func:`encode_records`, :func:`pack_list` and :func:`main` (the command line).
 """
 from __future__ import annotations
 
@@ -39,13 +51,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from . import codecs
+from . import codecs, dicom
+from .meta import attach_meta
 from .recordio import IRHeader, MXIndexedRecordIO, pack
 
 __all__ = [
     "DEFAULT_EXTS", "ENCODINGS", "Im2RecError", "PackOptions", "PackResult", "list_image", "format_line",
     "write_list", "split_list", "make_list", "read_list", "find_lists", "make_header", "center_crop",
-    "resize_short", "encode_item", "pack_list", "build_parser", "main",
+    "resize_short", "encode_item", "encode_records", "pack_list", "build_parser", "main",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,7 +66,7 @@ log = logging.getLogger(__name__)
 #: MXNet's default ``--exts``: kept exactly so that default lists are byte-identical to MXNet's.
 DEFAULT_EXTS: tuple[str, ...] = (".jpeg", ".jpg", ".png")
 #: ``--encoding`` choices: MXNet's ``.jpg``/``.png`` plus lossless containers for 16-bit and signed/float data.
-ENCODINGS: tuple[str, ...] = (".jpg", ".png", ".tiff", ".npy")
+ENCODINGS: tuple[str, ...] = (".jpg", ".png", ".tiff", ".npy", ".j2k", ".ljpeg")
 
 Item = list  # [index:int, relpath:str, label0:float, label1:float, ...] as read_list yields it
 
@@ -220,7 +233,8 @@ class PackOptions:
 
     ``num_thread`` > 1 encodes with that many threads (records still in list order); ``skip_errors`` reports
     and skips images that cannot be packed instead of stopping; ``progress`` None shows a progress bar only
-    when stderr is a terminal.
+    when stderr is a terminal. ``dicom_rescale`` and ``dicom_invert_monochrome1`` apply to DICOM files
+    (:func:`recordgpu.dicom.read_frames`).
     """
 
     pass_through: bool = False
@@ -233,6 +247,8 @@ class PackOptions:
     pack_label: bool = False
     skip_errors: bool = False
     progress: bool | None = None
+    dicom_rescale: bool = False
+    dicom_invert_monochrome1: bool = False
 
     def __post_init__(self) -> None:
         if self.color not in (-1, 0, 1):
@@ -284,18 +300,33 @@ def encode_item(item: Item, root: str, options: PackOptions) -> bytes:
     """The record payload for one ``.lst`` item: header + labels + image bytes.
 
     Pass-through stores the file's bytes verbatim. Otherwise the image is read at the depth ``color`` asks
-    for (``codecs.imread``), centre-cropped, resized and encoded as ``options.encoding``.
+    for (``codecs.imread``; DICOM files through :mod:`recordgpu.dicom`), centre-cropped, resized and encoded as
+    ``options.encoding``. A multi-frame DICOM file makes several records: use :func:`encode_records` for it.
     Raises :class:`Im2RecError` (naming the file) for anything that goes wrong.
     """
+    records = encode_records(item, root, options)
+    if len(records) != 1:
+        raise Im2RecError(os.path.join(root, item[1]), f"holds {len(records)} frames, one record each; "
+                                                       "use encode_records", item[0])
+    return records[0][1]
+
+
+def encode_records(item: Item, root: str, options: PackOptions) -> list[tuple[int, bytes]]:
+    """``[(idx_key, payload), ...]`` for one ``.lst`` item: one record, or one per frame of a multi-frame DICOM
+    file (keys from :func:`recordgpu.dicom.frame_key`). Raises :class:`Im2RecError` naming the file."""
     fullpath = os.path.join(root, item[1])
     key = item[0]
     header = make_header(item, options.pack_label)
+    if fullpath.lower().endswith(".dcm"):
+        return _dicom_records(item, fullpath, header, options)
     if options.pass_through:
         try:
             with open(fullpath, "rb") as fin:
                 data = fin.read()
         except OSError as e:
             raise Im2RecError(fullpath, f"cannot read file: {e.strerror or e}", key) from e
+        if dicom.is_dicom(fullpath, data[:132]):
+            return _dicom_records(item, fullpath, header, options)
     else:
         try:
             img = codecs.imread(fullpath, options.color)
@@ -304,38 +335,106 @@ def encode_item(item: Item, root: str, options: PackOptions) -> bytes:
         except Exception as e:  # whatever reading this one file raised (DecodeError, EOFError, ...) is its error
             raise Im2RecError(fullpath, f"cannot read image: {e}", key) from e
         if img is None:
+            # OpenCV cannot read DICOM; only then look for the preamble, so other images cost no extra read.
+            if dicom.is_dicom(fullpath):
+                return _dicom_records(item, fullpath, header, options)
             raise Im2RecError(fullpath, f"cannot read image: {_read_failure(fullpath)}", key)
-        if img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0:
-            raise Im2RecError(fullpath, f"expected an (H, W) or (H, W, C) image, got shape {img.shape}", key)
-        try:
-            if options.center_crop:
-                img = center_crop(img)
-            if options.resize:
-                img = resize_short(img, options.resize)
-        except Exception as e:
-            raise Im2RecError(fullpath, f"cannot resize {img.dtype} image of shape {img.shape} to short side "
-                                        f"{options.resize}: {getattr(e, 'err', None) or e}", key) from e
-        try:
-            data = codecs.encode(img, options.encoding, options.quality)
-        except Exception as e:
-            raise Im2RecError(fullpath, f"cannot encode {img.dtype} image of shape {img.shape} as "
-                                        f"{options.encoding}: {e}", key) from e
+        img = _crop_resize(img, fullpath, key, options)
+        data = _encode(img, fullpath, key, options)
+    return [(key, _pack(header, data, fullpath, item))]
+
+
+def _crop_resize(img: np.ndarray, fullpath: str, key: int, options: PackOptions) -> np.ndarray:
+    if img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0:
+        raise Im2RecError(fullpath, f"expected an (H, W) or (H, W, C) image, got shape {img.shape}", key)
+    try:
+        if options.center_crop:
+            img = center_crop(img)
+        if options.resize:
+            img = resize_short(img, options.resize)
+    except Exception as e:
+        raise Im2RecError(fullpath, f"cannot resize {img.dtype} image of shape {img.shape} to short side "
+                                    f"{options.resize}: {getattr(e, 'err', None) or e}", key) from e
+    return img
+
+
+def _encode(img: np.ndarray, fullpath: str, key: int, options: PackOptions) -> bytes:
+    try:
+        return codecs.encode(img, options.encoding, options.quality)
+    except Exception as e:
+        raise Im2RecError(fullpath, f"cannot encode {img.dtype} image of shape {img.shape} as "
+                                    f"{options.encoding}: {e}", key) from e
+
+
+def _pack(header: IRHeader, data: bytes, fullpath: str, item: Item) -> bytes:
     try:
         return pack(header, data)
     except (struct.error, OverflowError, ValueError) as e:
-        raise Im2RecError(fullpath, f"cannot pack record header (id {key}, labels {item[2:]}): {e}", key) from e
+        raise Im2RecError(fullpath, f"cannot pack record header (id {item[0]}, labels {item[2:]}): {e}",
+                          item[0]) from e
 
 
-def _try_encode(item: Item, root: str, options: PackOptions) -> bytes | Im2RecError:
+def _dicom_records(item: Item, fullpath: str, header: IRHeader, options: PackOptions) -> list[tuple[int, bytes]]:
+    key = item[0]
+    if options.pass_through:
+        raise Im2RecError(fullpath, "a DICOM file cannot be passed through (image readers cannot decode DICOM); "
+                                    "drop --pass-through to pack its frames", key)
     try:
-        return encode_item(item, root, options)
+        frames = list(dicom.read_frames(fullpath, rescale=options.dicom_rescale,
+                                        invert_monochrome1=options.dicom_invert_monochrome1))
+    except dicom.DicomError as e:
+        reason = str(e)
+        reason = reason[len(fullpath) + 2:] if reason.startswith(fullpath + ": ") else reason
+        raise Im2RecError(fullpath, reason, key) from e
+    multi = len(frames) > 1
+    records = []
+    for fr in frames:
+        img = _dicom_color(fr.image, fr.meta, fullpath, key, options.color)
+        h, w = img.shape[:2]
+        img = _crop_resize(img, fullpath, key, options)
+        spacing = fr.meta.get("PixelSpacing")
+        if options.resize and isinstance(spacing, list) and len(spacing) == 2:
+            # Spacing after a centre crop is unchanged; after the resize each axis scales with its size.
+            ch, cw = (min(h, w), min(h, w)) if options.center_crop else (h, w)
+            fr.meta["PixelSpacing"] = [spacing[0] * ch / img.shape[0], spacing[1] * cw / img.shape[1]]
+        data = _encode(img, fullpath, key, options)
+        try:
+            data = attach_meta(data, fr.meta)
+            rec_key = dicom.frame_key(key, fr.frame) if multi else key
+        except ValueError as e:
+            raise Im2RecError(fullpath, f"frame {fr.frame}: {e}", key) from e
+        records.append((rec_key, _pack(header._replace(id2=fr.frame), data, fullpath, item)))
+    return records
+
+
+def _dicom_color(img: np.ndarray, meta: dict, fullpath: str, key: int, color: int) -> np.ndarray:
+    """DICOM pixels for ``--color``: as stored for -1; 8-bit gray (0) or BGR (1) for 8-bit data only."""
+    if color == -1:
+        return img
+    if img.dtype != np.uint8:
+        raise Im2RecError(fullpath, f"DICOM pixel data are {img.dtype}; --color {color} would cut them to 8 bits. "
+                                    "Use --color -1 to keep the stored values", key)
+    c = 1 if img.ndim == 2 else img.shape[2]
+    if color == 0 and c > 1:
+        meta["PhotometricInterpretation"] = "MONOCHROME2"
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY if c == 4 else cv2.COLOR_BGR2GRAY)
+    if color == 1 and c == 1:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if color == 1 and c == 4:
+        return np.ascontiguousarray(img[:, :, :3])
+    return img
+
+
+def _try_encode(item: Item, root: str, options: PackOptions) -> list[tuple[int, bytes]] | Im2RecError:
+    try:
+        return encode_records(item, root, options)
     except Im2RecError as e:
         return e
 
 
 def _encoded(items: Iterable[Item], root: str, options: PackOptions
-             ) -> Iterator[tuple[Item, bytes | Im2RecError]]:
-    """``(item, payload or error)`` in list order; threads encode ahead within a bounded window."""
+             ) -> Iterator[tuple[Item, list[tuple[int, bytes]] | Im2RecError]]:
+    """``(item, [(key, payload), ...] or error)`` in list order; threads encode ahead within a bounded window."""
     if options.num_thread <= 1:
         for item in items:
             yield item, _try_encode(item, root, options)
@@ -360,7 +459,8 @@ def _encoded(items: Iterable[Item], root: str, options: PackOptions
 
 @dataclass
 class PackResult:
-    """What :func:`pack_list` wrote: the final paths, the number of records and the skipped images."""
+    """What :func:`pack_list` wrote: the final paths, the number of records (one per frame of a multi-frame
+    DICOM file) and the skipped images."""
 
     lst_path: str
     rec_path: str
@@ -445,7 +545,8 @@ def pack_list(lst_path: str, root: str, out_prefix: str, options: PackOptions | 
               on_skip: Callable[[Im2RecError], None] | None = None) -> PackResult:
     """Pack the images of one ``.lst`` into ``<out_prefix>.rec`` and ``<out_prefix>.idx``.
 
-    Records follow the list order; each record's id and ``.idx`` key is the line's index (spec §2.4).
+    Records follow the list order; each record's id and ``.idx`` key is the line's index (spec §2.4); the
+    frames of a multi-frame DICOM file follow each other, keyed as the module docstring says.
     Both files are written under temporary names and renamed only when complete, so a failed or interrupted
     run leaves no ``.rec``/``.idx`` under the final names (earlier files there are left untouched).
 
@@ -472,8 +573,9 @@ def pack_list(lst_path: str, root: str, out_prefix: str, options: PackOptions | 
                     result.failures.append(payload)
                     on_skip(payload)
                 else:
-                    record.write_idx(item[0], payload)
-                    result.written += 1
+                    for key, data in payload:
+                        record.write_idx(key, data)
+                    result.written += len(payload)
                 if bar is not None:
                     bar.update()
         record.close()
@@ -514,7 +616,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                              "a database at <prefix>.rec")
     cgroup.add_argument("--exts", nargs="+", default=list(DEFAULT_EXTS),
                         help="list of acceptable image extensions (compared with the lower-cased suffix; "
-                             ".tif, .tiff and .npy files can be listed too). Put it after the positionals.")
+                             ".tif, .tiff, .npy and DICOM .dcm files can be listed too). Put it after the "
+                             "positionals.")
     cgroup.add_argument("--chunks", type=int, default=1, help="number of chunks.")
     cgroup.add_argument("--train-ratio", type=float, default=1.0, help="Ratio of images to use for training.")
     cgroup.add_argument("--test-ratio", type=float, default=0, help="Ratio of images to use for testing.")
@@ -546,12 +649,24 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="specify the encoding of the images. .jpg holds 8-bit data only; .png keeps "
                              "8/16-bit unsigned data losslessly; .tiff also keeps int16 and float32; .npy is "
                              "recordgpu's raw-array payload (uint8, uint16, int16, float32), which recordgpu "
-                             "reads but MXNet cannot decode.")
+                             "reads but MXNet cannot decode. .j2k (lossless JPEG 2000: uint8, uint16, int16) and "
+                             ".ljpeg (lossless JPEG: uint8, uint16) decode on the GPU and need imagecodecs "
+                             "(pip install 'recordgpu[codecs]').")
     rgroup.add_argument("--pack-label", action="store_true",
                         help="Whether to also pack multi dimensional label in the record file")
     rgroup.add_argument("--skip-errors", action="store_true",
                         help="(recordgpu) report each image that cannot be packed, leave it out and go on; "
                              "the exit status is still non-zero. Without it the first such image stops the run.")
+    dgroup = parser.add_argument_group("DICOM (recordgpu; needs pip install 'recordgpu[dicom]')",
+                                       "*.dcm files and files with the DICOM preamble are read with pydicom at "
+                                       "their stored depth (use --color -1); each frame becomes a record and its "
+                                       "image carries the frame's metadata (spacing, window, rescale, UID).")
+    dgroup.add_argument("--dicom-rescale", action="store_true",
+                        help="apply Rescale Slope/Intercept (or the Modality LUT) and store modality values such "
+                             "as Hounsfield units: int16 when every value is integral and fits, else float32")
+    dgroup.add_argument("--dicom-invert-monochrome1", action="store_true",
+                        help="invert MONOCHROME1 images within the stored range (lo + hi - value, [lo, hi] from "
+                             "Bits Stored and Pixel Representation) so that they read as MONOCHROME2")
     return parser
 
 
@@ -580,7 +695,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return _pack_all(prefix, root, PackOptions(
             pass_through=args.pass_through, resize=args.resize, center_crop=args.center_crop,
             quality=args.quality, num_thread=max(1, args.num_thread), color=args.color,
-            encoding=args.encoding, pack_label=args.pack_label, skip_errors=args.skip_errors))
+            encoding=args.encoding, pack_label=args.pack_label, skip_errors=args.skip_errors,
+            dicom_rescale=args.dicom_rescale, dicom_invert_monochrome1=args.dicom_invert_monochrome1))
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; no partial .rec/.idx was left", file=sys.stderr)
         return 130

@@ -4,6 +4,8 @@
 (multi-part records included), ``pack`` / ``unpack`` handle the 24-byte ``IRHeader`` and packed labels,
 ``pack_img`` / ``unpack_img`` add image encoding (at full bit depth: ``unpack_img`` defaults to
 ``IMREAD_UNCHANGED``). Replace ``from mxnet import recordio`` with ``from recordgpu import recordio``.
+``unpack_meta`` (recordgpu only) returns a record's header and the metadata its image carries
+(:mod:`recordgpu.meta`, e.g. DICOM rescale and window values written by ``im2rec``).
 
 Deliberate differences from MXNet 1.9.1 (all where MXNet is unsafe or surprising):
 
@@ -25,9 +27,10 @@ import numpy as np
 
 from . import codecs
 from .errors import RecordIOError
+from .meta import read_meta
 from .framing import encode_record, read_record
 
-__all__ = ["MXRecordIO", "MXIndexedRecordIO", "IRHeader", "pack", "unpack", "pack_img", "unpack_img"]
+__all__ = ["MXRecordIO", "MXIndexedRecordIO", "IRHeader", "pack", "unpack", "pack_img", "unpack_img", "unpack_meta"]
 
 IRHeader = namedtuple("HEADER", ["flag", "label", "id", "id2"])
 IRHeader.__doc__ = """Image record header: ``flag`` (number of packed float32 labels, 0 for a scalar label),
@@ -232,6 +235,13 @@ def unpack_img(s: bytes, iscolor: int = -1) -> tuple[IRHeader, np.ndarray | None
     header, s = unpack(s)
     img = codecs.decode(np.frombuffer(s, dtype=np.uint8), iscolor)
     return header, img
+
+
+def unpack_meta(s: bytes) -> tuple[IRHeader, dict]:
+    """``unpack`` then read the metadata embedded in the image bytes (``{}`` when there is none), without
+    decoding the pixels. Raises :class:`~recordgpu.errors.DecodeError` for unreadable metadata."""
+    header, img = unpack(s)
+    return header, read_meta(img)
 
 
 def pack_img(header, img: np.ndarray, quality: int = 95, img_fmt: str = ".jpg") -> bytes:

@@ -166,8 +166,8 @@ def test_host_array_exports_dlpack_sharing_memory():
     assert a.__dlpack_device__() == (1, 0)  # kDLCPU, device 0
 
 
-@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0",
-                    reason="numpy < 2 cannot export read-only arrays through DLPack")
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.1.0",
+                    reason="numpy < 2.1 cannot export read-only arrays through DLPack")
 def test_read_only_host_array_still_exports_dlpack():
     base = np.arange(4, dtype=np.uint16)
     base.flags.writeable = False

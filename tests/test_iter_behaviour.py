@@ -184,3 +184,12 @@ def test_insightface_rec_reads_images_only_with_identity_labels(tmp_path):
 def test_16_bit_source_refuses_8_bit_output():
     with pytest.raises(ValueError, match="uint16"):
         ImageRecordIter(path_imgrec=str(ORACLE / "gray16.rec"), data_shape=(1, 16, 16), batch_size=2, dtype="uint8")
+
+
+def test_missing_imglist_label_names_the_record_once(tmp_path):
+    lst = tmp_path / "partial.lst"
+    lst.write_text("0\t1.0\ta.jpg\n")
+    with pytest.raises(ValueError) as e:
+        ImageRecordIter(**COLOR8, path_imglist=str(lst))
+    msg = str(e.value)
+    assert msg.count("fail to find imagelabel for id 1") == 1 and "record id 1" in msg

@@ -7,8 +7,11 @@ Stages, each testable on its own:
 2. **parse + plan** (here, sequential, cheap): read each parsed record's header and label, probe the
    image size from its header (:mod:`recordgpu.probe`) and draw its :class:`~recordgpu.augment.plan.SamplePlan`
    from the single MXNet-order RNG stream — so plans, and hence outputs, do not depend on thread count;
-3. **decode + execute** (parallel, per sample): decode at full depth and run the plan into the sample's slot
-   of a freshly allocated batch array (an executor object; the CPU one is the host reference).
+3. **decode + execute**: an executor object. The CPU one (the host reference) runs per sample in a thread
+   pool, each sample decoded at full depth and written into its slot of a fresh batch array. A *batch*
+   executor (the GPU path, ``batched = True``) gets the whole batch: ``prepare`` decodes and uploads it
+   (per-sample errors come back as exceptions), ``execute`` runs the plans into a fresh device batch and
+   returns it with an event that marks it ready. Either way the same samples fill the same slots.
 
 The engine can snapshot its state at the start of an epoch and replay batches without decoding, which is
 how a mid-epoch ``reset()`` or a resume lands exactly where a synchronous iterator would be.
@@ -67,11 +70,31 @@ class Slot:
 
 @dataclass
 class BatchArrays:
-    data: np.ndarray
+    data: Any  # numpy on the CPU path, the backend's array on the GPU path
     label: np.ndarray
     index: np.ndarray
     pad: int
     records: np.ndarray  # record numbers (into the source) of the real samples
+    ready: Any = None  # batch executors: the event after which ``data`` holds the batch
+
+
+@dataclass
+class BatchSample:
+    """One sample as a batch executor gets it: its plan and either the encoded image bytes or, when
+    planning had to decode it, the decoded (H, W, C) image."""
+
+    plan: SamplePlan
+    encoded: np.ndarray | None
+    image: np.ndarray | None = None
+
+
+class SampleFailure(Exception):
+    """Raised by a batch executor's ``execute`` when sample ``index`` of the batch cannot be run."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(f"sample {index}: {error}")
+        self.index = index
+        self.error = error
 
 
 @dataclass
@@ -120,13 +143,15 @@ class BatchEngine:
         self.cfg = cfg
         self.label_map = label_map
         self.executor = executor or CPUExecutor()
+        self._batched = bool(getattr(self.executor, "batched", False))
         self.rng = MT19937(RAND_MAGIC)
         self.pending: dict[int, Parsed] = {}
         self.stream: deque[Slot] = deque()
         self.bad_records: set[int] = set()  # records that failed to decode (on_error='skip')
         self.skipped = 0
         self.batches_this_epoch = 0
-        self._pool = ThreadPoolExecutor(max(1, cfg.threads), thread_name_prefix="recordgpu-worker")
+        self._pool = None if self._batched else ThreadPoolExecutor(max(1, cfg.threads),
+                                                                   thread_name_prefix="recordgpu-worker")
 
     # -- state ----------------------------------------------------------------------------------------
     def snapshot(self) -> EngineState:
@@ -142,7 +167,14 @@ class BatchEngine:
         self.batches_this_epoch = st.batches
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the worker threads and close the executor (the engine owns it)."""
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            close = getattr(self.executor, "close", None)
+            if close is not None:
+                close()
 
     # -- stage 2: parse and plan ------------------------------------------------------------------------
     def _parse(self, rec: int, slot: int) -> Parsed:
@@ -163,8 +195,8 @@ class BatchEngine:
             try:
                 lab = select_label(flag, label, packed, image_id, self.cfg.label_width, self.label_map)
             except (KeyError, ValueError) as e:
-                raise type(e)(f"{e} (record id {image_id}, {self.source.error(rec, '').args[0].rstrip(': ')})") \
-                    from None
+                where = f"record id {image_id} at byte offset {int(self.source.start[rec])} of the stream"
+                raise ValueError(f"{e} ({where})") from None
         buf = np.frombuffer(payload, np.uint8)[IR_SIZE + 4 * flag:]
         shape = probe_image(buf)
         image = None
@@ -240,6 +272,25 @@ class BatchEngine:
         self.batches_this_epoch += 1
         if plan_only:
             return BatchArrays(None, None, None, 0, np.array([p.record for _, p in taken], np.int64))
+        if self._batched:
+            done, data, ready = self._run_batched(taken)
+        else:
+            done, data = self._run_per_sample(taken)
+            ready = None
+        n = len(done)
+        label_shape = (bs,) if cfg.label_width == 1 else (bs, cfg.label_width)
+        label = np.zeros(label_shape, np.float32)
+        index = np.zeros(bs, np.uint64)
+        for k, (_, p) in enumerate(done):
+            label[k] = p.label[0] if cfg.label_width == 1 else p.label
+            index[k] = p.image_id
+        pad = (bs - n) + sum(1 for s, _ in done if s.wrapped)
+        return BatchArrays(data, label, index, pad, np.array([p.record for _, p in done], np.int64), ready)
+
+    # the CPU path: per sample, in the thread pool
+    def _run_per_sample(self, taken: list[tuple[Slot, Parsed]]) -> tuple[list[tuple[Slot, Parsed]], np.ndarray]:
+        cfg = self.cfg
+        bs = cfg.batch_size
         data = np.empty((bs,) + cfg.out_shape, cfg.out_dtype)
         done: list[tuple[Slot, Parsed]] = []
         new = taken
@@ -251,25 +302,59 @@ class BatchEngine:
                 sub[:len(ok)] = sub[ok]
             done += [new[k] for k in ok]
             new = self._take(bs - len(done)) if failed else []
-        n = len(done)
-        data[n:] = 0
-        label_shape = (bs,) if cfg.label_width == 1 else (bs, cfg.label_width)
-        label = np.zeros(label_shape, np.float32)
-        index = np.zeros(bs, np.uint64)
-        for k, (_, p) in enumerate(done):
-            label[k] = p.label[0] if cfg.label_width == 1 else p.label
-            index[k] = p.image_id
-        pad = (bs - n) + sum(1 for s, _ in done if s.wrapped)
-        return BatchArrays(data, label, index, pad, np.array([p.record for _, p in done], np.int64))
+        data[len(done):] = 0
+        return done, data
 
     def _execute_all(self, taken: list[tuple[Slot, Parsed]], data: np.ndarray) -> set[int]:
         futures = [self._pool.submit(self._run_one, p, data[k]) for k, (_, p) in enumerate(taken)]
+        errors = {k: f.exception() for k, f in enumerate(futures)}
+        return self._failures(taken, {k: e for k, e in errors.items() if e is not None})
+
+    # the GPU path: the whole batch at once
+    def _run_batched(self, taken: list[tuple[Slot, Parsed]]) -> tuple[list[tuple[Slot, Parsed]], Any, Any]:
+        cfg = self.cfg
+        bs = cfg.batch_size
+        done: list[tuple[Slot, Parsed, Any]] = []
+        new = taken
+        while True:
+            while new:
+                prepared = self._prepare(new)
+                failed = self._failures(new, {k: r for k, r in enumerate(prepared) if isinstance(r, Exception)})
+                done += [(s, p, r) for k, ((s, p), r) in enumerate(zip(new, prepared)) if k not in failed]
+                new = self._take(bs - len(done)) if failed else []
+            try:
+                data, ready = self.executor.execute([r for _, _, r in done], [p.plan for _, p, _ in done],
+                                                    (bs,) + cfg.out_shape, cfg.out_dtype)
+            except SampleFailure as f:  # the kernels cannot run this sample's plan
+                s, p, _ = done.pop(f.index)
+                err = f.error if isinstance(f.error, RecordIOError) else \
+                    self._located(p.record, p.image_id, f.error)
+                self._failures([(s, p)], {0: err})  # raises unless on_error='skip'
+                new = self._take(bs - len(done))
+                continue
+            return [(s, p) for s, p, _ in done], data, ready
+
+    def _prepare(self, items: list[tuple[Slot, Parsed]]) -> list[Any]:
+        samples = []
+        for _, p in items:
+            if p.error is not None:
+                raise p.error
+            if p.image is not None:
+                samples.append(BatchSample(p.plan, None, p.image))
+                continue
+            payload = self.source.payload(p.record)
+            flag = _HDR.unpack_from(payload, 0)[0]
+            samples.append(BatchSample(p.plan, np.frombuffer(payload, np.uint8)[IR_SIZE + 4 * flag:]))
+        results = self.executor.prepare(samples)
+        return [self._located(p.record, p.image_id, r) if isinstance(r, Exception) and
+                not isinstance(r, RecordIOError) else r for (_, p), r in zip(items, results)]
+
+    def _failures(self, taken: list[tuple[Slot, Parsed]], errors: dict[int, BaseException]) -> set[int]:
+        """Skip the failed samples that ``on_error='skip'`` may skip (returned); raise the first other error."""
         failed: set[int] = set()
         first_error = None
-        for k, f in enumerate(futures):
-            exc = f.exception()
-            if exc is None:
-                continue
+        for k in sorted(errors):
+            exc = errors[k]
             if self.cfg.on_error == "skip" and isinstance(exc, (RecordIOError, DecodeError)):
                 failed.add(k)
                 self.bad_records.add(taken[k][1].record)

@@ -7,6 +7,12 @@ right (0 on ordinary batches, the number of filler or borrowed samples otherwise
 returned batches stay valid, errors are Python exceptions naming file, byte offset and record id,
 ``iter_next()`` advances, unknown keyword arguments are warned about, and ``dtype`` also takes
 ``'uint16'``, ``'int16'`` and ``'float16'``.
+
+``device`` picks the path: ``'cpu'``; ``'gpu'`` (CuPy on GPU ``device_id``: decode and augmentation on the
+GPU, batches as CuPy arrays there); ``'auto'`` (the default: the GPU when CuPy and a CUDA GPU are usable,
+else the CPU). Both paths execute the same plans, so they give the same numbers within the contract's
+tolerance. For tests without a GPU, ``RECORDGPU_GPU_BACKEND=host`` (or the private ``_gpu_backend='host'``)
+runs the GPU path's code on the kernels' host build.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import numpy as np
 
 from ..augment.params import AugmentParams
 from ..augment.planner import Planner
+from ..gpu.backend import select_backend
 from ..ndarray_file import load_mean_img, save_mean_img
 from .dataapi import DataBatch, DataDesc, DataIter, as_host_array
 from .engine import BatchEngine, EngineConfig
@@ -29,42 +36,58 @@ from .source import RecordSource
 
 
 def _shutdown(state: dict) -> None:
-    """Finaliser: stop the producer and the worker threads (runs on close, del or garbage collection)."""
-    pf = state.pop("prefetcher", None)
-    if pf is not None:
-        pf.close()
-    eng = state.pop("engine", None)
-    if eng is not None:
-        eng.close()
-    src = state.pop("source", None)
-    if src is not None:
-        src.close()
+    """Finaliser: stop the producer and the worker threads, then release the files and the device
+    (runs on close, del or garbage collection)."""
+    try:
+        pf = state.pop("prefetcher", None)
+        if pf is not None:
+            pf.close()
+        eng = state.pop("engine", None)
+        if eng is not None:
+            eng.close()
+    finally:
+        src = state.pop("source", None)
+        if src is not None:
+            src.close()
+        backend = state.pop("backend", None)
+        if backend is not None:
+            backend.close()
 
 
 class ImageRecordIter(DataIter):
     """Iterate a RecordIO image dataset in batches, as ``mx.io.ImageRecordIter`` does.
 
     All MXNet keyword arguments are accepted (see ``recordgpu.imageiter.params``); the essentials are
-    ``path_imgrec``, ``data_shape=(C, H, W)`` and ``batch_size``. recordgpu adds ``device`` ('auto', 'cpu';
-    'gpu' arrives with the GPU path), ``on_error`` ('raise' or 'skip': an unreadable record is skipped with a
-    warning and counted in :attr:`skipped`) and the output dtypes ``'uint16'``, ``'int16'``, ``'float16'``.
+    ``path_imgrec``, ``data_shape=(C, H, W)`` and ``batch_size``. recordgpu adds ``device`` ('auto', 'cpu',
+    'gpu'; ``device_id`` picks the GPU), ``on_error`` ('raise' or 'skip': an unreadable record is skipped
+    with a warning and counted in :attr:`skipped`) and the output dtypes ``'uint16'``, ``'int16'``,
+    ``'float16'``.
 
-    Batches are :class:`~recordgpu.imageiter.dataapi.DataBatch` objects whose arrays are numpy arrays that
-    also answer ``.asnumpy()`` and export DLPack; each batch owns fresh arrays.
+    Batches are :class:`~recordgpu.imageiter.dataapi.DataBatch` objects; each batch owns fresh arrays. On
+    the CPU they are numpy arrays, on the GPU CuPy arrays on GPU ``device_id`` (data and label; ``index``
+    stays a host array); both also answer ``.asnumpy()`` and export DLPack. GPU batches are ready in the
+    order of the consumer's current CUDA stream: the iterator makes that stream wait for the batch.
+    :attr:`device` tells which path runs.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if args:
             raise TypeError("ImageRecordIter can only accept keyword arguments")
+        # private switches for testing the GPU path without a GPU (see recordgpu.gpu.backend.select_backend)
+        gpu_backend = kwargs.pop("_gpu_backend", None)
+        gpu_decoder = kwargs.pop("_gpu_decoder", None)
         p = parse_iter_kwargs(**kwargs)
         self.params: IterParams = p
         super().__init__(p.batch_size)
-        if p.device == "gpu":
-            raise ValueError("device='gpu' is not available in this version of recordgpu; use device='cpu'")
         if p.aug_seq not in ("aug_default", ""):
             raise ValueError(f"aug_seq={p.aug_seq!r}: only the default augmenter ('aug_default') exists")
         self._state: dict = {}
         self._finalizer = weakref.finalize(self, _shutdown, self._state)
+        backend = select_backend(p.device, p.device_id, gpu_backend)
+        if backend is not None:
+            self._state["backend"] = backend
+        self._backend = backend
+        self.device = "cpu" if backend is None else "gpu"
         source = RecordSource(p.path_imgrec, p.path_imgidx)
         self._state["source"] = source
         self.source = source
@@ -86,7 +109,13 @@ class ImageRecordIter(DataIter):
             else:
                 mean_image = self._compute_mean_image(source, order, aug, cfg, label_map)
         planner = Planner(aug, mean_image)
-        self._engine = BatchEngine(source, order, planner, cfg, label_map)
+        executor = None
+        if backend is not None:
+            from ..gpu.executor import GpuBatchExecutor  # noqa: PLC0415
+
+            executor = GpuBatchExecutor(backend, gpu_decoder, threads=p.preprocess_threads,
+                                        max_in_flight=max(1, p.prefetch_buffer) + 1)
+        self._engine = BatchEngine(source, order, planner, cfg, label_map, executor=executor)
         if getattr(self, "_mean_rng_state", None) is not None:  # the mean pass drew from the same stream
             self._engine.rng.setstate(self._mean_rng_state)
         self._state["engine"] = self._engine
@@ -151,13 +180,26 @@ class ImageRecordIter(DataIter):
         if arrays is None:
             return None
         self._consumed += 1
-        return DataBatch(data=[as_host_array(arrays.data)], label=[as_host_array(arrays.label)],
-                         pad=int(arrays.pad), index=arrays.index)
+        backend = self._backend
+        if backend is None:
+            data, label = as_host_array(arrays.data), as_host_array(arrays.label)
+        else:
+            arrays.ready.wait()  # the consumer's stream (or, on the host backend, this thread) waits
+            data, label = backend.wrap_output(arrays.data), backend.to_output(arrays.label)
+        return DataBatch(data=[data], label=[label], pad=int(arrays.pad), index=arrays.index)
 
     @property
     def skipped(self) -> int:
         """How many unreadable records ``on_error='skip'`` has skipped so far."""
         return self._engine.skipped
+
+    @property
+    def decode_stats(self) -> dict | None:
+        """GPU path: the decoder's counters (who decoded what, records routed to the CPU) and the records
+        a GPU decoder refused that the CPU decoder decoded instead (``'fallbacks'``, by reason); None on
+        the CPU path."""
+        ex = self._engine.executor
+        return ex.decode_stats if getattr(ex, "batched", False) else None
 
     # -- MXNet data API ---------------------------------------------------------------------------------
     def reset(self) -> None:

@@ -1,8 +1,9 @@
 """Host build of the kernels: the same per-pixel code compiled with the system C++ compiler into a cached
 shared library, run over the same packed plans as the GPU launches.
 
-``run_plans_host(plans, images)`` mirrors the GPU executor's batch function and is how the kernels are
-tested on machines without a GPU. The library is built once per source/compiler/flags combination into
+``run_plans_host(plans, images)`` mirrors ``run_plans_gpu`` (both are :func:`recordgpu.gpu.backend.run_plans`
+on a backend: :class:`~recordgpu.gpu.backend.HostBackend` here) and is how the kernels are tested on
+machines without a GPU. The library is built once per source/compiler/flags combination into
 ``$RECORDGPU_CACHE_DIR`` (default ``~/.cache/recordgpu``) and reused across processes.
 """
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Sequence
 import numpy as np
 
 from ..augment.plan import SamplePlan
+from ..gpu.backend import HostBackend, run_plans, run_program
 from . import headers, kernel_dir, read_source
-from .params import LAYOUT, STEP_DTYPE, BatchProgram, compile_batch
-from .tables import interpolation_tables
+from .params import LAYOUT, BatchProgram
 
 CXX_FLAGS = ("-O2", "-std=c++17", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC", "-Wall")
 HOST_SOURCE = "host_entry.cpp"
@@ -103,29 +104,11 @@ def load_host_library() -> ctypes.CDLL:
     return lib
 
 
-def _as_hwc(img: np.ndarray) -> np.ndarray:
-    if not isinstance(img, np.ndarray) or img.ndim not in (2, 3):
-        raise ValueError("images must be (H, W) or (H, W, C) numpy arrays")
-    return np.ascontiguousarray(img[:, :, None] if img.ndim == 2 else img)
-
-
 def execute_program(prog: BatchProgram, images: Sequence[np.ndarray]) -> np.ndarray:
     """Run a compiled program on the host; ``images`` are C-contiguous (H, W, C) arrays."""
-    lib = load_host_library()
-    out = np.zeros(prog.out_shape, dtype=prog.out_dtype)
-    scratch = np.zeros(max(prog.scratch_bytes, 1), dtype=np.uint8)
-    means = [m.data for m in prog.mean_images]
-    prog.bind([im.ctypes.data for im in images], scratch.ctypes.data, out.ctypes.data,
-              [m.ctypes.data for m in means])
-    tabs = interpolation_tables()
-    for ln in prog.launches:
-        steps = np.ascontiguousarray(ln.steps, dtype=STEP_DTYPE)
-        ptr = steps.ctypes.data
-        for slot in range(ln.n_contrast):
-            if lib.rg_host_mean(ln.dtype_code, ptr, len(steps), slot, tabs.ctypes.data) != 0:
-                raise HostBuildError(f"rg_host_mean rejected dtype {ln.src_dtype}")
-        if lib.rg_host_step(ln.dtype_code, ptr, len(steps), tabs.ctypes.data) != 0:
-            raise HostBuildError(f"rg_host_step rejected dtype {ln.src_dtype}")
+    backend = HostBackend()
+    out = backend.zeros(prog.out_shape, prog.out_dtype)
+    run_program(backend, prog, [backend.as_image(im) for im in images], out)
     return out
 
 
@@ -136,23 +119,10 @@ def run_plans_host(plans: Sequence[SamplePlan], images: Sequence[np.ndarray], *,
     ``mode="mask"``: replay the geometric stages on label masks (nearest, fill 0) and return them in the
     mask dtype, mirrored with the images.
     """
-    plans = list(plans)
-    if len(plans) != len(images):
-        raise ValueError(f"{len(plans)} plans for {len(images)} images")
-    imgs = [_as_hwc(im) for im in images]
-    for i, (p, im) in enumerate(zip(plans, imgs)):
-        h, w, c = p.src_shape
-        if im.shape[:2] != (h, w):
-            raise ValueError(f"image {i} is {im.shape[1]}x{im.shape[0]}, its plan was made for {w}x{h}")
-        if mode == "image" and (im.shape[2] != c or im.dtype.name != p.src_dtype):
-            raise ValueError(f"image {i} is {im.shape[2]}-channel {im.dtype}, its plan was made for "
-                             f"{c}-channel {p.src_dtype}")
-    if mode == "mask":
-        prog = compile_batch(plans, mode="mask", mask_dtypes=[im.dtype.name for im in imgs],
-                             mask_channels=[im.shape[2] for im in imgs])
-    else:
-        prog = compile_batch(plans)
-    return execute_program(prog, imgs)
+    for im in images:
+        if not isinstance(im, np.ndarray) or im.ndim not in (2, 3):
+            raise ValueError("images must be (H, W) or (H, W, C) numpy arrays")
+    return run_plans(HostBackend(), plans, images, mode=mode)
 
 
 __all__ = ["run_plans_host", "execute_program", "build_host_library", "load_host_library", "find_compiler",
