@@ -8,7 +8,7 @@
 
 #define RG_MAX_C 4          // channels per pixel
 #define RG_MAX_COLOUR 8     // colour stages per step
-#define RG_MAX_CONTRAST 4   // Contrast stages per step (each needs a gray-mean pass)
+#define RG_MAX_CONTRAST 4   // statistics slots per step: Contrast gray means and FloatIntensity statistics
 
 // RgGeom.kind: how the step's geometric output is made from its source window
 #define RG_GEOM_COPY 0      // the window itself (a crop)
@@ -34,6 +34,16 @@
 #define RG_COL_HSL 4         // ival = dh, b = ds, v[0] = dl (source units)
 #define RG_COL_PCA 5         // v[0..2] = add per BGR channel
 #define RG_COL_INTENSITY 6   // a = scale, b = offset
+#define RG_COL_FLOAT_INTENSITY 7  // FloatIntensity (last colour entry of a normalising step): ival = mode,
+                                  // flags = RG_FINT_CLIP, a = A, b = D (filled by the statistics pass for
+                                  // zscore/percentile, whose slot is `slot`), v = {E, F, clip lo},
+                                  // w = {clip hi, slope, intercept, q_lo, q_hi}
+
+// RgColour.ival for RG_COL_FLOAT_INTENSITY
+#define RG_FINT_RANGE 0
+#define RG_FINT_ZSCORE 1
+#define RG_FINT_PERCENTILE 2
+#define RG_FINT_CLIP 1            // RgColour.flags bit
 
 // RgStep.out_kind
 #define RG_OUT_NONE 0        // this sample has no step at this position
@@ -68,11 +78,11 @@ struct RgGeom {
 struct RgColour {
     int kind;
     int ival;
-    int slot;                   // RG_COL_CONTRAST: index into RgStep.means
-    int reserved_;
+    int slot;                   // RG_COL_CONTRAST / statistics of RG_COL_FLOAT_INTENSITY: the statistics slot
+    int flags;
     float a, b;
     float v[3];
-    float reserved2_;
+    float w[5];
 };
 
 struct RgNorm {
@@ -88,7 +98,7 @@ struct RgNorm {
 struct RgStep {  // one step of one sample: geometry -> colour chain -> output
     RgGeom geom;
     RgNorm norm;
-    double means[RG_MAX_CONTRAST];  // gray means of the Contrast stages (written by the mean pass)
+    double means[RG_MAX_CONTRAST];  // gray means of the Contrast stages (written by the statistics pass)
     rg_u64 dst;                 // RG_OUT_IMAGE: address of the (out_h, out_w, c) output
     int out_kind;
     int c;                      // channels

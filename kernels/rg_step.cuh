@@ -7,6 +7,7 @@
 #define RG_STEP_CUH
 
 #include "rg_colour.cuh"
+#include "rg_intensity.cuh"
 #include "rg_warp.cuh"
 
 // Geometric value of computed-region pixel (y, x), all channels, rounded to T.
@@ -46,11 +47,22 @@ RG_HD_COLD void rg_eval_pixel(const RgStep& st, const void* tabs, int y, int x, 
     }
 }
 
-// Index of the colour stage that owns contrast slot `slot`, or -1.
-RG_HD int rg_contrast_index(const RgStep& st, int slot) {
-    for (int i = 0; i < st.n_colour; i++)
-        if (st.colour[i].kind == RG_COL_CONTRAST && st.colour[i].slot == slot) return i;
+// Index of the colour stage that owns statistics slot `slot` (a Contrast gray mean, or the statistics of a
+// zscore / percentile FloatIntensity), or -1.
+RG_HD int rg_slot_owner(const RgStep& st, int slot) {
+    for (int i = 0; i < st.n_colour; i++) {
+        const RgColour& col = st.colour[i];
+        bool stats = col.kind == RG_COL_CONTRAST ||
+                     (col.kind == RG_COL_FLOAT_INTENSITY && col.ival != RG_FINT_RANGE);
+        if (stats && col.slot == slot) return i;
+    }
     return -1;
+}
+
+// The step's FloatIntensity stage (always its last colour entry), or null.
+RG_HD const RgColour* rg_float_intensity(const RgStep& st) {
+    int nc = st.n_colour;
+    return nc > 0 && st.colour[nc - 1].kind == RG_COL_FLOAT_INTENSITY ? &st.colour[nc - 1] : 0;
 }
 
 // Gray value (for the contrast mean) of pixel (y, x) just before colour stage `upto`.
@@ -68,8 +80,9 @@ RG_HD double rg_mean_of(double sum, rg_i64 count) {
     return sum * (1.0 / (double)count);
 }
 
+// `fint`: the step's FloatIntensity, applied to each value on its way into the float32/float16 output.
 template <typename T>
-RG_HD void rg_write_normalized(const RgStep& st, int y, int x, const T* v) {
+RG_HD void rg_write_normalized(const RgStep& st, int y, int x, const T* v, const RgColour* fint) {
     const RgNorm& n = st.norm;
     int H = st.geom.out_h, W = st.geom.out_w;
     int xo = n.mirror ? W - 1 - x : x;
@@ -82,7 +95,8 @@ RG_HD void rg_write_normalized(const RgStep& st, int y, int x, const T* v) {
             case RG_DT_FLOAT32:
             case RG_DT_FLOAT16: {
                 float mean = mi ? mi[mo] : n.mean[k];
-                float f = ((float)p - mean) * n.mult[k] + n.bias[k];
+                float pf = fint ? rg_fint_apply(rg_fint_input(p, *fint), *fint) : (float)p;
+                float f = (pf - mean) * n.mult[k] + n.bias[k];
                 if (n.out_dtype == RG_DT_FLOAT32) ((float*)n.dst)[o] = f;
                 else ((rg_u16*)n.dst)[o] = rg_float_to_half(f);
                 break;
@@ -108,12 +122,13 @@ RG_HD void rg_write_normalized(const RgStep& st, int y, int x, const T* v) {
 template <typename T>
 RG_HD void rg_step_pixel(const RgStep& st, const void* tabs, int y, int x) {
     T v[RG_MAX_C];
-    rg_eval_pixel<T>(st, tabs, y, x, st.n_colour, v);
+    const RgColour* fint = rg_float_intensity(st);
+    rg_eval_pixel<T>(st, tabs, y, x, fint ? st.n_colour - 1 : st.n_colour, v);
     if (st.out_kind == RG_OUT_IMAGE) {
         T* d = (T*)st.dst + ((rg_i64)y * st.geom.out_w + x) * st.c;
         for (int k = 0; k < st.c; k++) d[k] = v[k];
     } else {
-        rg_write_normalized<T>(st, y, x, v);
+        rg_write_normalized<T>(st, y, x, v, fint);
     }
 }
 

@@ -43,12 +43,17 @@ SPEC_DEFAULTS = {
     "max_random_contrast": 0.0, "max_random_illumination": 0.0,
     # recordgpu
     "device": "auto", "on_error": "raise", "data_name": "data", "label_name": "softmax_label",
+    "intensity_units": "stored", "path_maskrec": "", "path_maskidx": "", "mask_name": "mask",
 }
+# recordgpu options whose default is None (type checked separately: None is not their value type)
+NONE_DEFAULTS = ("window", "intensity_range", "clip", "normalize", "percentiles")
 
 
 def test_every_parameter_and_default():
     p = parse()
-    assert set(known_parameters()) == set(SPEC_DEFAULTS) | {"path_imgrec", "data_shape", "batch_size"}
+    assert set(known_parameters()) == set(SPEC_DEFAULTS) | set(NONE_DEFAULTS) | {"path_imgrec", "data_shape",
+                                                                                 "batch_size"}
+    assert all(getattr(p, name) is None for name in NONE_DEFAULTS)
     for name, default in SPEC_DEFAULTS.items():
         assert getattr(p, name) == default, name
         assert type(getattr(p, name)) is type(default), name

@@ -33,6 +33,9 @@ round-half-even; float32 is kept as computed.
 Output (``Normalize``): planar RGB(A), mirror flips W. float32 ``(p - mean) * mult + bias`` in float32;
 float16 that rounded once; int8/int16 ``saturate(p - round_half_away(mean))``; uint8/uint16 raw ``p``.
 
+``FloatIntensity`` (window, intensity range, zscore, percentile; :mod:`recordgpu.augment.intensity`) turns
+the sample into float32 right before ``Normalize``; nothing is rounded to the source dtype after it.
+
 ``execute(..., mode="mask")`` replays only the geometric stages with nearest sampling and fill 0, then
 writes the (mirrored) channels as they are: the path for label masks paired with images.
 """
@@ -41,8 +44,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .plan import (HSL, Brightness, Contrast, Crop, CropResize, Intensity, Normalize, Pad, PCANoise, Resize,
-                   Saturation, SamplePlan, Warp, check_output_dtype, geometric_stages)
+from . import intensity
+from .plan import (HSL, Brightness, Contrast, Crop, CropResize, FloatIntensity, Intensity, Normalize, Pad,
+                   PCANoise, Resize, Saturation, SamplePlan, Warp, check_float_intensity, check_output_dtype,
+                   geometric_stages)
 
 F32 = np.float32
 _INT_RANGE = {"uint8": (0, 255), "uint16": (0, 65535), "int16": (-32768, 32767), "int8": (-128, 127)}
@@ -292,7 +297,7 @@ def _intensity(img: np.ndarray, st: Intensity) -> np.ndarray:
 
 
 _COLOUR = {Brightness: _brightness, Contrast: _contrast, Saturation: _saturation, HSL: _hsl, PCANoise: _pca,
-           Intensity: _intensity}
+           Intensity: _intensity, FloatIntensity: intensity.apply}
 
 
 # --- output ------------------------------------------------------------------------------------------
@@ -370,6 +375,7 @@ def execute(plan: SamplePlan, image: np.ndarray, out: np.ndarray, *, mode: str =
     if img.dtype.name != plan.src_dtype:
         raise ValueError(f"image is {img.dtype}, the plan was made for {plan.src_dtype}")
     check_output_dtype(plan.src_dtype, plan.out_dtype)
+    check_float_intensity(plan)
     if out.shape[0] != oc or out.dtype.name != plan.out_dtype:
         raise ValueError(f"out must be ({oc}, {oh}, {ow}) {plan.out_dtype}, got {out.shape} {out.dtype}")
 

@@ -7,6 +7,22 @@ raises :class:`ValueError` with MXNet's message where MXNet has one. Checks that
 size ("input image size smaller than ...") are made by the planner.
 
 Float parameters are C++ ``float`` in MXNet; the planner converts them to float32 where it computes.
+
+recordgpu's intensity options (no MXNet counterpart; see :class:`recordgpu.augment.plan.FloatIntensity` for
+the exact arithmetic), at most one of:
+
+* ``window=(level, width)``: the range ``[level - width / 2, level + width / 2]`` onto ``[0, 1]``;
+* ``intensity_range=(a_min, a_max, b_min, b_max)``: MONAI's ``ScaleIntensityRange``;
+* ``normalize='zscore'`` (per image: ``(v - mean) / std``) or ``normalize='percentile'`` with
+  ``percentiles=(lo, hi)`` or ``(lo, hi, b_min, b_max)`` (MONAI's ``ScaleIntensityRangePercentiles``;
+  ``b_min, b_max`` default to 0, 1).
+
+``clip`` clips the result to ``[b_min, b_max]``; its default (None) means True for ``window`` and False for
+``intensity_range`` and ``percentile`` (MONAI's default); it does not apply to ``zscore``. Values are in
+stored units, or with ``intensity_units='modality'`` in each record's modality units (its
+``RescaleSlope``/``RescaleIntercept`` metadata, e.g. Hounsfield units for CT). The result is float32, so the
+output ``dtype`` must be float32 or float16. ``fill_value`` stays in stored units (it fills before the
+intensity stage), and MXNet's ``mean_*``/``std_*``/``scale`` apply to the intensity stage's output.
 """
 from __future__ import annotations
 
@@ -16,7 +32,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .plan import FloatIntensity, intensity_output_error
+
 OUTPUT_DTYPES = ("float32", "uint8", "int8", "uint16", "int16", "float16")
+NORMALIZE_MODES = ("zscore", "percentile")
+INTENSITY_UNITS = ("stored", "modality")
 VALID_INTER_METHODS = (0, 1, 2, 3, 4, 9, 10)
 INTER_MESSAGE = "invalid inter_method: valid value 0,1,2,3,9,10"
 
@@ -89,6 +109,24 @@ def _parse_shape(v: Any) -> tuple[int, int, int]:
     return shape
 
 
+def _float_tuple(name: str, v: Any, sizes: tuple[int, ...]) -> tuple[float, ...] | None:
+    """None, or a tuple of ``sizes`` finite floats from a sequence or a string like ``"(40, 400)"``."""
+    if v is None or (isinstance(v, str) and v.strip() in ("", "None")):
+        return None
+    if isinstance(v, str):
+        v = [t for t in v.strip().strip("()[]").split(",") if t.strip()]
+    try:
+        vals = tuple(_as_float(name, x) for x in v)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of {' or '.join(map(str, sizes))} numbers, "
+                         f"got {v!r}") from None
+    if len(vals) not in sizes:
+        raise ValueError(f"{name} must have {' or '.join(map(str, sizes))} numbers, got {len(vals)}: {vals}")
+    if not all(np.isfinite(vals)):
+        raise ValueError(f"{name} must hold finite numbers, got {vals}")
+    return vals
+
+
 def _parse_dtype(v: Any) -> str:
     if v is None:
         return "float32"
@@ -156,6 +194,13 @@ class AugmentParams:
     # output and RNG
     dtype: str = "float32"
     seed_aug: int | None = None
+    # recordgpu intensity options (module docstring)
+    window: tuple[float, float] | None = None
+    intensity_range: tuple[float, float, float, float] | None = None
+    clip: bool | None = None
+    normalize: str | None = None
+    percentiles: tuple[float, ...] | None = None
+    intensity_units: str = "stored"
 
     _INT_FIELDS = ("resize", "max_rotate_angle", "max_crop_size", "min_crop_size", "random_h", "random_s",
                    "random_l", "rotate", "fill_value", "inter_method", "pad")
@@ -180,7 +225,15 @@ class AugmentParams:
         put("rotate_list", _parse_rotate_list(self.rotate_list))
         put("mean_img", "" if self.mean_img is None else str(self.mean_img))
         put("dtype", _parse_dtype(self.dtype))
+        put("window", _float_tuple("window", self.window, (2,)))
+        put("intensity_range", _float_tuple("intensity_range", self.intensity_range, (4,)))
+        put("percentiles", _float_tuple("percentiles", self.percentiles, (2, 4)))
+        if self.clip is not None:
+            put("clip", _as_bool("clip", self.clip))
+        if isinstance(self.normalize, str) and self.normalize.strip() in ("", "None"):
+            put("normalize", None)
         self._check()
+        self._check_intensity()
 
     # --- derived switches (which stages run), shared by the planner and the checks -------------------
     @property
@@ -230,6 +283,33 @@ class AugmentParams:
         return self.pca_noise > 0
 
     @property
+    def intensity_enabled(self) -> bool:
+        """A :class:`~recordgpu.augment.plan.FloatIntensity` stage runs (window, intensity_range or normalize)."""
+        return self.window is not None or self.intensity_range is not None or self.normalize is not None
+
+    def intensity_stage(self, slope: float = 1.0, intercept: float = 0.0) -> FloatIntensity | None:
+        """The intensity stage for a record whose modality transform is ``v * slope + intercept`` (only used
+        with ``intensity_units='modality'``), or None when no intensity option is set."""
+        if not self.intensity_enabled:
+            return None
+        if self.intensity_units != "modality":
+            slope, intercept = 1.0, 0.0
+        clip = self.clip
+        if self.window is not None:
+            level, width = self.window
+            return FloatIntensity("range", level - width / 2, level + width / 2, 0.0, 1.0,
+                                  True if clip is None else clip, slope=slope, intercept=intercept)
+        if self.intensity_range is not None:
+            a0, a1, b0, b1 = self.intensity_range
+            return FloatIntensity("range", a0, a1, b0, b1, bool(clip), slope=slope, intercept=intercept)
+        if self.normalize == "zscore":
+            return FloatIntensity("zscore", slope=slope, intercept=intercept)
+        q = self.percentiles
+        b0, b1 = (q[2], q[3]) if len(q) == 4 else (0.0, 1.0)
+        return FloatIntensity("percentile", b_min=b0, b_max=b1, clip=bool(clip), q_lo=q[0], q_hi=q[1],
+                              slope=slope, intercept=intercept)
+
+    @property
     def raw_output(self) -> bool:
         """uint8 / uint16 outputs are the raw pixel values: no mean, std, scale or contrast draws."""
         return self.dtype in ("uint8", "uint16")
@@ -271,6 +351,38 @@ class AugmentParams:
         if self.warp_enabled and self.max_rotate_angle < 0:
             raise ValueError(f"max_rotate_angle must be >= 0, got {self.max_rotate_angle}")
 
+    def _check_intensity(self) -> None:
+        given = [k for k in ("window", "intensity_range", "normalize") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"{' and '.join(given)} are alternatives: set at most one of window, "
+                             "intensity_range and normalize")
+        if self.intensity_units not in INTENSITY_UNITS:
+            raise ValueError(f"intensity_units must be one of {', '.join(map(repr, INTENSITY_UNITS))}, "
+                             f"got {self.intensity_units!r}")
+        if self.normalize is not None and self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize must be one of {', '.join(map(repr, NORMALIZE_MODES))} (or None), "
+                             f"got {self.normalize!r}")
+        if (self.percentiles is not None) != (self.normalize == "percentile"):
+            raise ValueError("normalize='percentile' needs percentiles=(lo, hi) (or (lo, hi, b_min, b_max)), "
+                             "and percentiles needs normalize='percentile'")
+        if self.window is not None and not self.window[1] > 0:
+            raise ValueError(f"window=(level, width) needs a positive width, got {self.window}")
+        if self.intensity_range is not None and self.intensity_range[0] == self.intensity_range[1]:
+            raise ValueError(f"intensity_range=(a_min, a_max, b_min, b_max) needs a_min != a_max, "
+                             f"got {self.intensity_range}")
+        if self.percentiles is not None and not 0 <= self.percentiles[0] <= self.percentiles[1] <= 100:
+            raise ValueError(f"percentiles=(lo, hi, ...) needs 0 <= lo <= hi <= 100, got {self.percentiles}")
+        if self.clip is not None and not (self.window is not None or self.intensity_range is not None
+                                          or self.normalize == "percentile"):
+            raise ValueError("clip applies to window, intensity_range and normalize='percentile' only")
+        if self.intensity_units == "modality" and not self.intensity_enabled:
+            raise ValueError("intensity_units='modality' applies to window, intensity_range and normalize; "
+                             "set one of them")
+        if self.intensity_enabled:
+            why = intensity_output_error(self.dtype)
+            if why is not None:
+                raise ValueError(why)
+
     # --- construction helpers ------------------------------------------------------------------------
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -294,4 +406,5 @@ class AugmentParams:
         return (self.std_r, self.std_g, self.std_b, self.std_a)
 
 
-__all__ = ["AugmentParams", "OUTPUT_DTYPES", "VALID_INTER_METHODS", "INTER_MESSAGE"]
+__all__ = ["AugmentParams", "OUTPUT_DTYPES", "VALID_INTER_METHODS", "INTER_MESSAGE", "NORMALIZE_MODES",
+           "INTENSITY_UNITS"]

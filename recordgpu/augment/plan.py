@@ -2,15 +2,17 @@
 
 A :class:`SamplePlan` is an ordered tuple of stages whose every parameter is resolved (random draws made,
 interpolation codes concrete, fill values per channel, colour amounts in source units). Executors (the
-host reference in :mod:`recordgpu.augment.cpu`, later the GPU one) run the stages in order and round each
-stage's result to the source dtype, as MXNet does at 8 bits. Plans are frozen, hashable (a mean image
+host reference in :mod:`recordgpu.augment.cpu`, the kernels of the GPU path) run the stages in order and
+round each stage's result to the source dtype, as MXNet does at 8 bits (``FloatIntensity`` alone hands
+float32 on to ``Normalize``). Plans are frozen, hashable (a mean image
 compares by identity) and picklable, so they can be made in one process and executed in another.
 
 Stage order is MXNet's (spec §3.7, §3.8): ``Resize`` (shorter edge), ``Warp`` (affine), ``Pad``, then the
 crop (``CropResize`` for random_resized_crop / crop_size; ``Resize``\\ s + ``Crop`` for the centre/random
 crop that first upscales small images), the colour steps (``Brightness``/``Contrast``/``Saturation`` in
-their drawn order, ``HSL``, ``PCANoise``), an ``Intensity`` slot, and last ``Normalize`` (channel order,
-mirror, mean/std/scale, output dtype).
+their drawn order, ``HSL``, ``PCANoise``), an ``Intensity`` slot, the optional ``FloatIntensity`` (intensity
+windows and per-image normalisation: from there on the sample is float32), and last ``Normalize`` (channel
+order, mirror, mean/std/scale, output dtype).
 
 Interpolation codes are OpenCV's (0 nearest, 1 linear, 2 cubic, 3 area, 4 Lanczos-4), which are MXNet's
 ``inter_method`` codes after 9 (auto) and 10 (random) have been resolved.
@@ -163,6 +165,95 @@ class Intensity:
     offset: float
 
 
+INTENSITY_MODES = ("range", "zscore", "percentile")
+
+
+@dataclass(frozen=True)
+class FloatIntensity:
+    """Intensity window or per-image normalisation whose result stays float32 (never rounded back to the
+    source dtype); it must be the last stage before ``Normalize``, whose output dtype must then be float32
+    or float16. MXNet's mean/std/scale in ``Normalize`` apply to its result.
+
+    Every step in float32 arithmetic, in this order, without fused multiply-add (``f32(x)`` rounds a double)::
+
+        v = f32(source value) * f32(slope) + f32(intercept)       # modality units (slope 1, intercept 0: v exact)
+        range:      A = f32(a_min),  D = f32(a_max - a_min)
+        zscore:     A = f32(mean),   D = f32(std), or 1 when that is 0     # population std
+        percentile: A = f32(P(q_lo)), D = f32(P(q_hi) - P(q_lo))          # P: numpy's 'linear' percentile
+        u = ((v - A) / D) * E + F,   E = f32(b_max - b_min), F = f32(b_min)   (zscore: E = 1, F = 0)
+        D == 0 (percentiles of a flat image):  u = (v - A) + F       # MONAI's a_min == a_max fallback
+        clip:  u = min(max(u, f32(min(b_min, b_max))), f32(max(b_min, b_max)))   # NaN stays NaN
+
+    This is MONAI's ``ScaleIntensityRange`` (range), ``NormalizeIntensity`` (zscore) and
+    ``ScaleIntensityRangePercentiles`` (percentile). Differences of doubles are taken in double. The
+    statistics (mean, std, percentiles) are of ``v`` over every pixel and channel of the sample as it is
+    when the stage runs, after the geometric stages (so a crop's statistics are the crop's), computed in
+    double on the executing device.
+    """
+
+    mode: str
+    a_min: float = 0.0
+    a_max: float = 1.0
+    b_min: float = 0.0
+    b_max: float = 1.0
+    clip: bool = False
+    q_lo: float = 0.0
+    q_hi: float = 100.0
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in INTENSITY_MODES:
+            raise ValueError(f"FloatIntensity mode must be one of {', '.join(INTENSITY_MODES)}, got {self.mode!r}")
+        if self.mode == "range" and self.a_max == self.a_min:
+            raise ValueError(f"an intensity range needs a_min != a_max, got {self.a_min} for both")
+        if self.mode == "percentile" and not 0 <= self.q_lo <= self.q_hi <= 100:
+            raise ValueError(f"percentiles need 0 <= lo <= hi <= 100, got ({self.q_lo}, {self.q_hi})")
+        if self.mode == "zscore" and self.clip:
+            raise ValueError("clip applies to intensity ranges and percentiles, not to zscore")
+
+    @property
+    def needs_statistics(self) -> bool:
+        """True when the stage needs per-image statistics (zscore, percentile)."""
+        return self.mode != "range"
+
+    def constants(self) -> dict[str, np.float32]:
+        """The float32 constants of the formula above: ``A``, ``D`` (range mode only), ``E``, ``F`` and the
+        clip bounds ``lo``, ``hi``, ``slope``, ``intercept``."""
+        f = np.float32
+        out = {"slope": f(self.slope), "intercept": f(self.intercept)}
+        if self.mode == "zscore":
+            out.update(E=f(1), F=f(0), lo=f(-np.inf), hi=f(np.inf))
+        else:
+            out.update(E=f(self.b_max - self.b_min), F=f(self.b_min), lo=f(min(self.b_min, self.b_max)),
+                       hi=f(max(self.b_min, self.b_max)))
+        if self.mode == "range":
+            out.update(A=f(self.a_min), D=f(self.a_max - self.a_min))
+        return out
+
+
+def intensity_output_error(out_dtype: str) -> str | None:
+    """Why ``out_dtype`` cannot receive a :class:`FloatIntensity` result, or None when it can."""
+    if out_dtype in ("float32", "float16"):
+        return None
+    return (f"dtype={out_dtype!r} cannot hold the float32 values that window / intensity_range / normalize "
+            "produce; use dtype='float32' or dtype='float16'")
+
+
+def check_float_intensity(plan: "SamplePlan") -> FloatIntensity | None:
+    """The plan's :class:`FloatIntensity` stage (None without one); raises ValueError when it is not the last
+    stage before ``Normalize`` or the output dtype is not a float."""
+    found = [i for i, st in enumerate(plan.stages) if isinstance(st, FloatIntensity)]
+    if not found:
+        return None
+    if found != [len(plan.stages) - 2]:
+        raise ValueError("a FloatIntensity stage must be the last stage before Normalize (and appear once)")
+    why = intensity_output_error(plan.out_dtype)
+    if why is not None:
+        raise ValueError(why)
+    return plan.stages[found[0]]  # type: ignore[return-value]
+
+
 # --- output stage -------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class MeanImage:
@@ -203,7 +294,7 @@ class Normalize:
 
 
 Stage = Union[Resize, Warp, Pad, Crop, CropResize, Brightness, Contrast, Saturation, HSL, PCANoise,
-              Intensity, Normalize]
+              Intensity, FloatIntensity, Normalize]
 GEOMETRIC_STAGES = (Resize, Warp, Pad, Crop, CropResize)
 COLOUR_STAGES = (Brightness, Contrast, Saturation, HSL, PCANoise, Intensity)
 
@@ -263,7 +354,8 @@ def geometric_stages(plan: SamplePlan) -> tuple[Stage, ...]:
 
 __all__ = [
     "Resize", "Warp", "Pad", "Crop", "CropResize", "Brightness", "Contrast", "Saturation", "HSL",
-    "PCANoise", "Intensity", "MeanImage", "Normalize", "Stage", "SamplePlan", "GEOMETRIC_STAGES",
-    "COLOUR_STAGES", "geometric_stages", "stage_output_size", "check_output_dtype", "colour_unit",
-    "SOURCE_DTYPES", "INTERP_CODES",
+    "PCANoise", "Intensity", "FloatIntensity", "MeanImage", "Normalize", "Stage", "SamplePlan",
+    "GEOMETRIC_STAGES", "COLOUR_STAGES", "INTENSITY_MODES", "geometric_stages", "stage_output_size",
+    "check_output_dtype", "check_float_intensity", "intensity_output_error", "colour_unit", "SOURCE_DTYPES",
+    "INTERP_CODES",
 ]

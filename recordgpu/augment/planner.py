@@ -62,11 +62,14 @@ class Planner:
 
     # --- public API ---------------------------------------------------------------------------------
     def plan_sample(self, src_h: int, src_w: int, src_c: int, rng: MT19937, *, slot: int | None = None,
-                    src_dtype: str | np.dtype = "uint8") -> SamplePlan:
+                    src_dtype: str | np.dtype = "uint8",
+                    rescale: tuple[float, float] | None = None) -> SamplePlan:
         """Plan one record whose decoded image is ``(src_h, src_w, src_c)`` of ``src_dtype``.
 
         Draws from ``rng`` exactly as MXNet does for this record. With ``seed_aug`` set, ``slot`` is
-        required and ``rng`` is reseeded to ``slot + seed_aug + 111`` first.
+        required and ``rng`` is reseeded to ``slot + seed_aug + 111`` first. ``rescale``: the record's
+        ``(RescaleSlope, RescaleIntercept)`` for ``intensity_units='modality'`` (default (1, 0)). The
+        intensity options draw nothing, so they never change MXNet's random stream.
         """
         p = self.params
         src_dtype = np.dtype(src_dtype).name
@@ -91,6 +94,9 @@ class Planner:
             rows, cols = rows + 2 * p.pad, cols + 2 * p.pad
         self._crop(rows, cols, rng, stages)
         self._colour(rng, stages, src_dtype)
+        intensity = p.intensity_stage(*(rescale if rescale is not None else (1.0, 0.0)))
+        if intensity is not None:
+            stages.append(intensity)
         stages.append(self._normalize(rng))
         c, h, w = p.data_shape
         return SamplePlan(src_shape=(int(src_h), int(src_w), int(src_c)), src_dtype=src_dtype,

@@ -10,6 +10,9 @@ the plans the engine made; it never re-plans. Per batch:
    uploaded asynchronously.
 2. ``execute``: the plans are packed once (:func:`recordgpu.kernels.params.compile_batch`) and launched
    (:func:`recordgpu.gpu.backend.run_program`) into a fresh zeroed batch array; an event marks it ready.
+   ``execute_masked`` also replays each plan's geometric stages on the sample's paired mask (loaded on
+   the worker threads in ``prepare``, uploaded with the images) into a second batch array, on the same
+   stream, covered by the same event.
 
 Nothing here waits for the device: the consumer waits on the event, so the CPU work of the next batch
 overlaps this batch's copies and kernels. The inputs of a batch (pinned buffers, decoded device images,
@@ -27,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..augment.plan import SamplePlan
-from ..errors import DecodeError
+from ..errors import DecodeError, RecordIOError
 from ..imageiter.engine import BatchSample, SampleFailure
 from ..kernels.params import compile_batch
 from .backend import Backend, Event, run_program
@@ -39,10 +42,12 @@ MISMATCH = "mismatch"
 
 @dataclass
 class Prepared:
-    """A sample's source pixels on the device, and the buffers to keep until its batch has run."""
+    """A sample's source pixels (and paired mask) on the device, and the buffers to keep until its batch
+    has run."""
 
     image: Any
     keep: tuple
+    mask: Any = None
 
 
 class GpuBatchExecutor:
@@ -79,16 +84,22 @@ class GpuBatchExecutor:
         return {"decoder": stats.as_dict() if stats is not None else {}, "fallbacks": fallbacks}
 
     # -- stage 1: decode and upload ------------------------------------------------------------------------
-    def prepare(self, samples: Sequence[BatchSample]) -> list[Prepared | DecodeError]:
-        """Each sample's pixels on the device, or the :class:`DecodeError` of that sample alone."""
+    def prepare(self, samples: Sequence[BatchSample]) -> list[Prepared | DecodeError | RecordIOError]:
+        """Each sample's pixels (and mask) on the device, or the :class:`DecodeError` of that sample alone
+        (a mask that cannot be loaded: its :class:`RecordIOError`)."""
         self._check_open()
-        out: list[Prepared | DecodeError | None] = [None] * len(samples)
-        host: dict[int, np.ndarray] = {k: s.image for k, s in enumerate(samples) if s.image is not None}
+        masks = self._load_masks(samples)
+        out: list[Prepared | DecodeError | RecordIOError | None] = [None] * len(samples)
+        for k, m in masks.items():
+            if isinstance(m, Exception):  # a sample without its mask is not decoded at all
+                out[k] = m
+        live = [k for k in range(len(samples)) if out[k] is None]
+        host: dict[int, np.ndarray] = {k: samples[k].image for k in live if samples[k].image is not None}
         device: dict[int, Any] = {}
         groups: dict[int, list[int]] = {}
-        for k, s in enumerate(samples):
-            if s.image is None:
-                groups.setdefault(s.plan.src_shape[2], []).append(k)
+        for k in live:
+            if samples[k].image is None:
+                groups.setdefault(samples[k].plan.src_shape[2], []).append(k)
         with self.backend.activate():
             for channels, ks in groups.items():
                 for k, res in zip(ks, self._decode(samples, ks, channels)):
@@ -102,7 +113,20 @@ class GpuBatchExecutor:
                 out[k] = Prepared(dev, (pinned,))
             for k, img in device.items():
                 out[k] = Prepared(self.backend.as_image(img), (img,))
+            ready = {k: masks[k] for k in masks if isinstance(out[k], Prepared)}
+            for k, (pinned, dev) in self._upload(ready).items():
+                out[k] = Prepared(out[k].image, out[k].keep + (pinned,), dev)
         return out  # type: ignore[return-value]
+
+    def _load_masks(self, samples: Sequence[BatchSample]) -> dict[int, np.ndarray | RecordIOError]:
+        """The paired masks, loaded on the worker threads (a bad mask is that sample's error)."""
+        def load(k: int) -> np.ndarray | RecordIOError:
+            try:
+                return samples[k].mask()
+            except (RecordIOError, DecodeError) as e:
+                return e
+        ks = [k for k, s in enumerate(samples) if s.mask is not None]
+        return dict(zip(ks, self._pool.map(load, ks)))
 
     def _decode(self, samples: Sequence[BatchSample], ks: list[int], channels: int) -> list[Any]:
         """Decoded images (host or device) or errors for samples ``ks``, with the CPU fallback applied."""
@@ -143,19 +167,42 @@ class GpuBatchExecutor:
         """Run ``plans[i]`` on ``prepared[i]`` into sample i of a fresh zeroed ``shape`` batch; returns the
         batch and the event after which it is complete. Raises :class:`SampleFailure` for a plan the
         kernels cannot run."""
+        out, _, event = self._run(prepared, plans, shape, dtype, None, None)
+        return out, event
+
+    def execute_masked(self, prepared: Sequence[Prepared], plans: Sequence[SamplePlan], shape: Sequence[int],
+                       dtype: Any, mask_shape: Sequence[int], mask_dtype: Any) -> tuple[Any, Any, Event]:
+        """:meth:`execute`, plus each sample's mask (every ``prepared[i]`` has one) replayed through the
+        geometric stages of ``plans[i]`` (nearest, fill 0) into sample i of a fresh zeroed ``mask_shape``
+        batch of ``mask_dtype``. Returns the image batch, the mask batch and the event after which both
+        are complete."""
+        return self._run(prepared, plans, shape, dtype, mask_shape, mask_dtype)
+
+    def _run(self, prepared, plans, shape, dtype, mask_shape, mask_dtype) -> tuple[Any, Any, Event]:
         self._check_open()
         prepared = list(prepared)
+        plans = list(plans)
+        if mask_shape is not None and any(p.mask is None for p in prepared):
+            raise ValueError("execute_masked needs a mask for every sample (BatchSample.mask)")
         with self.backend.activate():
             self._retire()
             out = self.backend.zeros(shape, dtype)
+            masks = self.backend.zeros(mask_shape, mask_dtype) if mask_shape is not None else None
             keep: list = []
             if prepared:
-                prog = _compile(list(plans))
+                prog = _compile(plans)
+                mprog = None
+                if masks is not None:
+                    name = np.dtype(mask_dtype).name
+                    mprog = _compile(plans, mode="mask", mask_dtypes=[name] * len(plans),
+                                     mask_channels=[int(mask_shape[1])] * len(plans))
                 keep = run_program(self.backend, prog, [p.image for p in prepared], out)
+                if mprog is not None:
+                    keep += run_program(self.backend, mprog, [p.mask for p in prepared], masks)
             event = self.backend.record()
             # the batch too: a consumer may drop it (a reset drains the prefetch queue) before it is written
-            self._in_flight.append((event, prepared, keep + [out]))
-        return out, event
+            self._in_flight.append((event, prepared, keep + [out] + ([masks] if masks is not None else [])))
+        return out, masks, event
 
     def _retire(self) -> None:
         """Release the inputs of completed batches; wait for the oldest while too many are outstanding."""
@@ -210,13 +257,14 @@ def _error(res: DecodedImage, plan: SamplePlan) -> DecodeError:
                        f"{tuple(plan.src_shape)} {plan.src_dtype}")
 
 
-def _compile(plans: list[SamplePlan]):
+def _compile(plans: list[SamplePlan], **kw):
     try:
-        return compile_batch(plans)
+        return compile_batch(plans, **kw)
     except ValueError as e:  # find the sample whose plan the kernels reject
+        one = {k: v[:1] for k, v in kw.items() if isinstance(v, list)}
         for k, plan in enumerate(plans):
             try:
-                compile_batch([plan])
+                compile_batch([plan], **{**kw, **one})
             except ValueError as e1:
                 raise SampleFailure(k, e1) from None
         raise e

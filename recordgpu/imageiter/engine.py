@@ -13,18 +13,24 @@ Stages, each testable on its own:
    (per-sample errors come back as exceptions), ``execute`` runs the plans into a fresh device batch and
    returns it with an event that marks it ready. Either way the same samples fill the same slots.
 
+With paired masks (:mod:`.masks`) each parsed record also gets its mask's row (a missing mask is an error
+naming the record id); execution replays the image's geometric stages on the mask (nearest, fill 0) into a
+second batch array, on the CPU per sample or on the device with the image batch.
+
 The engine can snapshot its state at the start of an epoch and replay batches without decoding, which is
 how a mid-epoch ``reset()`` or a resume lands exactly where a synchronous iterator would be.
 """
 from __future__ import annotations
 
 import copy
+import functools
+import math
 import struct
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,14 +39,32 @@ from ..augment.plan import SamplePlan
 from ..augment.planner import Planner
 from ..errors import DecodeError, RecordIOError
 from ..headers import IR_SIZE
+from ..meta import read_meta
 from ..probe import probe_image
 from ..rng import MT19937
 from .labels import ImageLabelMap, select_label
+from .masks import MaskSource
 from .order import BatchOrder
 from .source import RecordSource
 
 RAND_MAGIC = 111  # MXNet's per-thread engine seed: (thread id + 1) * 111
 _HDR = struct.Struct("<IfQ")
+_ID2 = struct.Struct("<Q")  # IRHeader.id2, at byte 16
+
+
+def _modality_rescale(buf: np.ndarray) -> tuple[float, float]:
+    """``(RescaleSlope, RescaleIntercept)`` from a payload's metadata (:mod:`recordgpu.meta`), (1, 0) without;
+    :class:`DecodeError` when the metadata is unreadable or the values are not finite numbers."""
+    meta = read_meta(buf)
+    try:
+        slope = float(meta.get("RescaleSlope", 1.0))
+        intercept = float(meta.get("RescaleIntercept", 0.0))
+    except (TypeError, ValueError):
+        slope = intercept = math.nan
+    if not (math.isfinite(slope) and math.isfinite(intercept)):
+        raise DecodeError(f"RescaleSlope/RescaleIntercept metadata {meta.get('RescaleSlope')!r}, "
+                          f"{meta.get('RescaleIntercept')!r} are not finite numbers")
+    return slope, intercept
 
 
 class SkippedRecord(Exception):
@@ -58,6 +82,7 @@ class Parsed:
     plan: SamplePlan | None
     image: np.ndarray | None = None
     error: Exception | None = None
+    mask_row: int | None = None  # row of its mask in the masks' .rec (paired masks only)
 
 
 @dataclass
@@ -75,17 +100,20 @@ class BatchArrays:
     index: np.ndarray
     pad: int
     records: np.ndarray  # record numbers (into the source) of the real samples
-    ready: Any = None  # batch executors: the event after which ``data`` holds the batch
+    ready: Any = None  # batch executors: the event after which ``data`` (and ``masks``) hold the batch
+    masks: Any = None  # paired masks: (N, 1, H, W) in the masks' dtype, like ``data``
 
 
 @dataclass
 class BatchSample:
     """One sample as a batch executor gets it: its plan and either the encoded image bytes or, when
-    planning had to decode it, the decoded (H, W, C) image."""
+    planning had to decode it, the decoded (H, W, C) image; with paired masks, ``mask`` loads its (H, W, 1)
+    mask (raising :class:`RecordIOError` for a bad one)."""
 
     plan: SamplePlan
     encoded: np.ndarray | None
     image: np.ndarray | None = None
+    mask: Callable[[], np.ndarray] | None = None
 
 
 class SampleFailure(Exception):
@@ -117,6 +145,9 @@ class CPUExecutor:
     def run(self, plan: SamplePlan, image: np.ndarray, out: np.ndarray) -> None:
         self._execute(plan, image, out)
 
+    def run_mask(self, plan: SamplePlan, mask: np.ndarray, out: np.ndarray) -> None:
+        self._execute(plan, mask, out, mode="mask")
+
 
 @dataclass
 class EngineConfig:
@@ -129,6 +160,7 @@ class EngineConfig:
     threads: int = 1
     seed_aug: int | None = None
     insightface: bool = False
+    rescale_from_meta: bool = False  # intensity_units='modality': read each record's RescaleSlope/Intercept
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,8 +168,9 @@ class BatchEngine:
     """Makes batches for one iterator. Not thread-safe: one producer thread drives it."""
 
     def __init__(self, source: RecordSource, order: BatchOrder, planner: Planner, cfg: EngineConfig,
-                 label_map: ImageLabelMap | None = None, executor=None) -> None:
+                 label_map: ImageLabelMap | None = None, executor=None, masks: MaskSource | None = None) -> None:
         self.source = source
+        self.masks = masks
         self.order = order
         self.planner = planner
         self.cfg = cfg
@@ -197,19 +230,30 @@ class BatchEngine:
             except (KeyError, ValueError) as e:
                 where = f"record id {image_id} at byte offset {int(self.source.start[rec])} of the stream"
                 raise ValueError(f"{e} ({where})") from None
+        mask_row = None
+        if self.masks is not None:
+            where = f"image record at byte offset {int(self.source.start[rec])} of the stream"
+            mask_row = self.masks.row_of(image_id, _ID2.unpack_from(payload, 16)[0], where)
         buf = np.frombuffer(payload, np.uint8)[IR_SIZE + 4 * flag:]
+        rescale = None
+        if self.cfg.rescale_from_meta:
+            try:
+                rescale = _modality_rescale(buf)
+            except DecodeError as e:
+                return Parsed(rec, image_id, lab, None, error=self._located(rec, image_id, e), mask_row=mask_row)
         shape = probe_image(buf)
         image = None
         if shape is None:
             try:
                 image = codecs.decode_image(buf, self.cfg.channels)
             except DecodeError as e:
-                return Parsed(rec, image_id, lab, None, error=self._located(rec, image_id, e))
+                return Parsed(rec, image_id, lab, None, error=self._located(rec, image_id, e), mask_row=mask_row)
             h, w, dtype = image.shape[0], image.shape[1], image.dtype.name
         else:
             h, w, dtype = shape
-        plan = self.planner.plan_sample(h, w, self.cfg.channels, self.rng, slot=slot, src_dtype=dtype)
-        return Parsed(rec, image_id, lab, plan, image)
+        plan = self.planner.plan_sample(h, w, self.cfg.channels, self.rng, slot=slot, src_dtype=dtype,
+                                        rescale=rescale)
+        return Parsed(rec, image_id, lab, plan, image, mask_row=mask_row)
 
     def _located(self, rec: int, image_id: int, e: Exception) -> RecordIOError:
         err = self.source.error(rec, f"record id {image_id}: {e}")
@@ -230,7 +274,7 @@ class BatchEngine:
         return True
 
     # -- stage 3: decode and execute ---------------------------------------------------------------------
-    def _run_one(self, p: Parsed, out: np.ndarray) -> None:
+    def _run_one(self, p: Parsed, out: np.ndarray, mask_out: np.ndarray | None = None) -> None:
         if p.error is not None:
             raise p.error
         image = p.image
@@ -249,6 +293,21 @@ class BatchEngine:
             self.executor.run(p.plan, image, out)
         except ValueError as e:
             raise self._located(p.record, p.image_id, e) from None
+        if mask_out is not None:
+            mask = self._load_mask(p)
+            try:
+                self.executor.run_mask(p.plan, mask, mask_out)
+            except ValueError as e:
+                raise self.masks.error(p.mask_row, f"mask of record id {p.image_id}: {e}") from None
+
+    def _load_mask(self, p: Parsed) -> np.ndarray:
+        h, w = p.plan.src_shape[:2]
+        return self.masks.load(p.mask_row, h, w)
+
+    def _mask_array(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        if self.masks is None:
+            return None
+        return np.empty(shape + (1,) + self.cfg.out_shape[1:], self.masks.dtype)
 
     def _take(self, n: int) -> list[tuple[Slot, Parsed]]:
         """Up to ``n`` samples from the stream, dropping those already known to be unreadable."""
@@ -273,9 +332,9 @@ class BatchEngine:
         if plan_only:
             return BatchArrays(None, None, None, 0, np.array([p.record for _, p in taken], np.int64))
         if self._batched:
-            done, data, ready = self._run_batched(taken)
+            done, data, masks, ready = self._run_batched(taken)
         else:
-            done, data = self._run_per_sample(taken)
+            done, data, masks = self._run_per_sample(taken)
             ready = None
         n = len(done)
         label_shape = (bs,) if cfg.label_width == 1 else (bs, cfg.label_width)
@@ -285,33 +344,43 @@ class BatchEngine:
             label[k] = p.label[0] if cfg.label_width == 1 else p.label
             index[k] = p.image_id
         pad = (bs - n) + sum(1 for s, _ in done if s.wrapped)
-        return BatchArrays(data, label, index, pad, np.array([p.record for _, p in done], np.int64), ready)
+        return BatchArrays(data, label, index, pad, np.array([p.record for _, p in done], np.int64), ready,
+                           masks)
 
     # the CPU path: per sample, in the thread pool
-    def _run_per_sample(self, taken: list[tuple[Slot, Parsed]]) -> tuple[list[tuple[Slot, Parsed]], np.ndarray]:
+    def _run_per_sample(self, taken: list[tuple[Slot, Parsed]]
+                        ) -> tuple[list[tuple[Slot, Parsed]], np.ndarray, np.ndarray | None]:
         cfg = self.cfg
         bs = cfg.batch_size
         data = np.empty((bs,) + cfg.out_shape, cfg.out_dtype)
+        masks = self._mask_array((bs,))
         done: list[tuple[Slot, Parsed]] = []
         new = taken
         while new:
-            sub = data[len(done):len(done) + len(new)]
-            failed = self._execute_all(new, sub)  # raises unless on_error='skip'
+            span = slice(len(done), len(done) + len(new))
+            sub, msub = data[span], (masks[span] if masks is not None else None)
+            failed = self._execute_all(new, sub, msub)  # raises unless on_error='skip'
             ok = [k for k in range(len(new)) if k not in failed]
             if failed:  # move the good samples together, then refill the freed slots
                 sub[:len(ok)] = sub[ok]
+                if msub is not None:
+                    msub[:len(ok)] = msub[ok]
             done += [new[k] for k in ok]
             new = self._take(bs - len(done)) if failed else []
         data[len(done):] = 0
-        return done, data
+        if masks is not None:
+            masks[len(done):] = 0
+        return done, data, masks
 
-    def _execute_all(self, taken: list[tuple[Slot, Parsed]], data: np.ndarray) -> set[int]:
-        futures = [self._pool.submit(self._run_one, p, data[k]) for k, (_, p) in enumerate(taken)]
+    def _execute_all(self, taken: list[tuple[Slot, Parsed]], data: np.ndarray,
+                     masks: np.ndarray | None = None) -> set[int]:
+        futures = [self._pool.submit(self._run_one, p, data[k], None if masks is None else masks[k])
+                   for k, (_, p) in enumerate(taken)]
         errors = {k: f.exception() for k, f in enumerate(futures)}
         return self._failures(taken, {k: e for k, e in errors.items() if e is not None})
 
     # the GPU path: the whole batch at once
-    def _run_batched(self, taken: list[tuple[Slot, Parsed]]) -> tuple[list[tuple[Slot, Parsed]], Any, Any]:
+    def _run_batched(self, taken: list[tuple[Slot, Parsed]]) -> tuple[list[tuple[Slot, Parsed]], Any, Any, Any]:
         cfg = self.cfg
         bs = cfg.batch_size
         done: list[tuple[Slot, Parsed, Any]] = []
@@ -322,9 +391,15 @@ class BatchEngine:
                 failed = self._failures(new, {k: r for k, r in enumerate(prepared) if isinstance(r, Exception)})
                 done += [(s, p, r) for k, ((s, p), r) in enumerate(zip(new, prepared)) if k not in failed]
                 new = self._take(bs - len(done)) if failed else []
+            masks = None
             try:
-                data, ready = self.executor.execute([r for _, _, r in done], [p.plan for _, p, _ in done],
-                                                    (bs,) + cfg.out_shape, cfg.out_dtype)
+                prepared, plans = [r for _, _, r in done], [p.plan for _, p, _ in done]
+                if self.masks is None:
+                    data, ready = self.executor.execute(prepared, plans, (bs,) + cfg.out_shape, cfg.out_dtype)
+                else:
+                    data, masks, ready = self.executor.execute_masked(
+                        prepared, plans, (bs,) + cfg.out_shape, cfg.out_dtype,
+                        (bs, 1) + cfg.out_shape[1:], self.masks.dtype)
             except SampleFailure as f:  # the kernels cannot run this sample's plan
                 s, p, _ = done.pop(f.index)
                 err = f.error if isinstance(f.error, RecordIOError) else \
@@ -332,19 +407,20 @@ class BatchEngine:
                 self._failures([(s, p)], {0: err})  # raises unless on_error='skip'
                 new = self._take(bs - len(done))
                 continue
-            return [(s, p) for s, p, _ in done], data, ready
+            return [(s, p) for s, p, _ in done], data, masks, ready
 
     def _prepare(self, items: list[tuple[Slot, Parsed]]) -> list[Any]:
         samples = []
         for _, p in items:
             if p.error is not None:
                 raise p.error
+            mask = functools.partial(self._load_mask, p) if self.masks is not None else None
             if p.image is not None:
-                samples.append(BatchSample(p.plan, None, p.image))
+                samples.append(BatchSample(p.plan, None, p.image, mask))
                 continue
             payload = self.source.payload(p.record)
             flag = _HDR.unpack_from(payload, 0)[0]
-            samples.append(BatchSample(p.plan, np.frombuffer(payload, np.uint8)[IR_SIZE + 4 * flag:]))
+            samples.append(BatchSample(p.plan, np.frombuffer(payload, np.uint8)[IR_SIZE + 4 * flag:], mask=mask))
         results = self.executor.prepare(samples)
         return [self._located(p.record, p.image_id, r) if isinstance(r, Exception) and
                 not isinstance(r, RecordIOError) else r for (_, p), r in zip(items, results)]

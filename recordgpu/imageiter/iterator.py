@@ -13,6 +13,13 @@ GPU, batches as CuPy arrays there); ``'auto'`` (the default: the GPU when CuPy a
 else the CPU). Both paths execute the same plans, so they give the same numbers within the contract's
 tolerance. For tests without a GPU, ``RECORDGPU_GPU_BACKEND=host`` (or the private ``_gpu_backend='host'``)
 runs the GPU path's code on the kernels' host build.
+
+Medical imaging additions (recordgpu only): the intensity options ``window``, ``intensity_range``, ``clip``,
+``normalize``, ``percentiles`` and ``intensity_units`` (:mod:`recordgpu.augment.params`; float32 results,
+so ``dtype`` must be float32 or float16), and paired segmentation masks: with ``path_maskrec`` (and
+optionally ``path_maskidx``) every batch has ``label = [masks, labels]``, the masks ``(N, 1, H, W)`` in
+their stored dtype (uint8 or uint16, :mod:`.masks`), each mask put through exactly its image's geometric
+stages with nearest sampling and fill 0 (no colour, intensity or normalisation), on either path.
 """
 from __future__ import annotations
 
@@ -29,9 +36,11 @@ from ..ndarray_file import load_mean_img, save_mean_img
 from .dataapi import DataBatch, DataDesc, DataIter, as_host_array
 from .engine import BatchEngine, EngineConfig
 from .labels import ImageLabelMap
+from .masks import MaskSource
 from .order import BatchOrder, RecordLayout
 from .params import IterParams, parse_iter_kwargs
 from .prefetch import Prefetcher
+from .resume import iterator_state, load_iterator_state
 from .source import RecordSource
 
 
@@ -46,9 +55,10 @@ def _shutdown(state: dict) -> None:
         if eng is not None:
             eng.close()
     finally:
-        src = state.pop("source", None)
-        if src is not None:
-            src.close()
+        for key in ("source", "masks"):
+            src = state.pop(key, None)
+            if src is not None:
+                src.close()
         backend = state.pop("backend", None)
         if backend is not None:
             backend.close()
@@ -68,6 +78,9 @@ class ImageRecordIter(DataIter):
     stays a host array); both also answer ``.asnumpy()`` and export DLPack. GPU batches are ready in the
     order of the consumer's current CUDA stream: the iterator makes that stream wait for the batch.
     :attr:`device` tells which path runs.
+
+    With ``path_maskrec`` the batches carry ``label = [masks, labels]`` (``getlabel()`` returns the masks,
+    as ``batch.label[0]``) and ``provide_label`` describes both, the masks under ``mask_name`` ('mask').
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -98,10 +111,14 @@ class ImageRecordIter(DataIter):
                            shuffle=p.shuffle, seed=p.seed, round_batch=p.round_batch,
                            shuffle_chunk_size=p.shuffle_chunk_size, shuffle_chunk_seed=p.shuffle_chunk_seed)
         aug = AugmentParams(**p.augment_kwargs())
+        masks = None
+        if p.path_maskrec:
+            masks = self._state["masks"] = MaskSource(p.path_maskrec, p.path_maskidx)
         label_map = ImageLabelMap.from_file(p.path_imglist, p.label_width) if p.path_imglist else None
         cfg = EngineConfig(batch_size=p.batch_size, channels=p.channels, out_shape=tuple(p.data_shape),
                            out_dtype=p.output_dtype, label_width=p.label_width, on_error=p.on_error,
-                           threads=p.preprocess_threads, seed_aug=p.seed_aug, insightface=source.insightface)
+                           threads=p.preprocess_threads, seed_aug=p.seed_aug, insightface=source.insightface,
+                           rescale_from_meta=aug.intensity_enabled and aug.intensity_units == "modality")
         mean_image = None
         if p.mean_img and not aug.raw_output:
             if os.path.exists(p.mean_img):
@@ -115,7 +132,7 @@ class ImageRecordIter(DataIter):
 
             executor = GpuBatchExecutor(backend, gpu_decoder, threads=p.preprocess_threads,
                                         max_in_flight=max(1, p.prefetch_buffer) + 1)
-        self._engine = BatchEngine(source, order, planner, cfg, label_map, executor=executor)
+        self._engine = BatchEngine(source, order, planner, cfg, label_map, executor=executor, masks=masks)
         if getattr(self, "_mean_rng_state", None) is not None:  # the mean pass drew from the same stream
             self._engine.rng.setstate(self._mean_rng_state)
         self._state["engine"] = self._engine
@@ -128,6 +145,9 @@ class ImageRecordIter(DataIter):
         self.provide_data = [DataDesc(p.data_name, (p.batch_size,) + tuple(p.data_shape),
                                       p.output_dtype.type, "NCHW")]
         self.provide_label = [DataDesc(p.label_name, label_shape, np.float32, "NCHW")]
+        if masks is not None:
+            mask_shape = (p.batch_size, 1) + tuple(p.data_shape[1:])
+            self.provide_label.insert(0, DataDesc(p.mask_name, mask_shape, np.dtype(masks.dtype).type, "NCHW"))
         # MXNet parses the first batch in the constructor: its errors surface here, as there.
         self._first: DataBatch | None = self._fetch()
         if self._first is None:
@@ -183,10 +203,13 @@ class ImageRecordIter(DataIter):
         backend = self._backend
         if backend is None:
             data, label = as_host_array(arrays.data), as_host_array(arrays.label)
+            masks = None if arrays.masks is None else as_host_array(arrays.masks)
         else:
             arrays.ready.wait()  # the consumer's stream (or, on the host backend, this thread) waits
             data, label = backend.wrap_output(arrays.data), backend.to_output(arrays.label)
-        return DataBatch(data=[data], label=[label], pad=int(arrays.pad), index=arrays.index)
+            masks = None if arrays.masks is None else backend.wrap_output(arrays.masks)
+        labels = [label] if masks is None else [masks, label]
+        return DataBatch(data=[data], label=labels, pad=int(arrays.pad), index=arrays.index)
 
     @property
     def skipped(self) -> int:
@@ -262,6 +285,19 @@ class ImageRecordIter(DataIter):
 
     def getindex(self) -> np.ndarray:
         return self._cur().index
+
+    # -- checkpointing ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """This iterator's position as plain JSON-able data (no pixels): :meth:`load_state_dict` on an
+        iterator built with the same settings continues with exactly the batches this one gives next
+        (see :mod:`recordgpu.imageiter.resume`). The iterator keeps running."""
+        return iterator_state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict` taken on this or another iterator with the same settings
+        (prefetch depth, threads, device and file paths may differ). Raises ValueError, leaving this
+        iterator where it was, if the settings or the data differ."""
+        load_iterator_state(self, state)
 
     def close(self) -> None:
         """Stop the background threads and release the files (also done on garbage collection)."""

@@ -20,6 +20,11 @@ arguments are accepted with one :class:`UnknownArgumentWarning` naming them (MXN
 silently); ``dtype`` also accepts ``uint16``, ``int16`` and ``float16`` and numpy dtypes; ``None`` for a
 path or ``mean_img`` means "not set". Augmenter checks (``inter_method``, crop sizes, ...) live in
 :mod:`recordgpu.augment.params`; this module only carries those values.
+
+recordgpu's own keywords (Python values; strings like ``"(40, 400)"`` are accepted for the tuples):
+``device``, ``on_error``, ``data_name``, ``label_name``; the intensity options ``window``,
+``intensity_range``, ``clip``, ``normalize``, ``percentiles``, ``intensity_units`` (meaning and checks in
+:mod:`recordgpu.augment.params`); paired masks ``path_maskrec``, ``path_maskidx`` and ``mask_name``.
 """
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .distributed import resolve_parts
+
 __all__ = ["IterParams", "UnknownArgumentWarning", "parse_iter_kwargs", "known_parameters", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = ("float32", "uint8", "int8", "uint16", "int16", "float16")
@@ -43,6 +50,8 @@ _DTYPE_ENUM = ("float16", "float32", "float64", "int16", "int32", "int64", "int8
 _CTX_ENUM = ("cpu", "gpu")
 _DEVICES = ("auto", "cpu", "gpu")
 _ON_ERROR = ("raise", "skip")
+_NORMALIZE_MODES = ("zscore", "percentile")
+_INTENSITY_UNITS = ("stored", "modality")
 
 _C_SPACE = " \t\n\v\f\r"          # isspace() in the C locale (istream skipws, atoi)
 _DMLC_SPACE = " \t\n\r\f"         # dmlc::isspace (strtonum.h) has no \v
@@ -276,6 +285,41 @@ def _p_dtype(key: str, value: Any) -> str | None:
     raise ValueError(f"unknown dtype for ImageRecordIter2. (dtype={name!r}; recordgpu supports None, {supported})")
 
 
+def _float_seq(*sizes: int) -> Callable[[str, Any], tuple[float, ...] | None]:
+    """None, or ``sizes`` numbers from a sequence or a string such as ``"(40, 400)"`` / ``"40,400"``."""
+    def parse(key: str, value: Any) -> tuple[float, ...] | None:
+        if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+            return None
+        items = [t for t in value.strip().strip("()[]").split(",") if t.strip()] if isinstance(value, str) \
+            else value
+        try:
+            out = tuple(float(v) for v in items)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key} must be {' or '.join(map(str, sizes))} numbers, got {value!r}") from None
+        if len(out) not in sizes:
+            raise ValueError(f"{key} must be {' or '.join(map(str, sizes))} numbers, got {len(out)}: {value!r}")
+        if not all(math.isfinite(v) for v in out):
+            raise ValueError(f"{key} must hold finite numbers, got {value!r}")
+        return out
+    return parse
+
+
+def _p_opt_bool(key: str, value: Any) -> bool | None:
+    if value is None or (isinstance(value, str) and value == "None"):
+        return None
+    return _p_bool(key, value)
+
+
+def _opt_choice(options: tuple[str, ...]) -> Callable[[str, Any], str | None]:
+    plain = _choice(options, False)
+
+    def parse(key: str, value: Any) -> str | None:
+        if value is None or (isinstance(value, str) and value in ("", "None")):
+            return None
+        return plain(key, value)
+    return parse
+
+
 def _shape_str(shape: tuple[int, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
@@ -381,14 +425,19 @@ _AUGMENT = (
 _RECORDGPU = (
     ("device", _choice(_DEVICES, False), "auto"), ("on_error", _choice(_ON_ERROR, False), "raise"),
     ("data_name", _p_name, "data"), ("label_name", _p_name, "softmax_label"),
+    ("window", _float_seq(2), None), ("intensity_range", _float_seq(4), None), ("clip", _p_opt_bool, None),
+    ("normalize", _opt_choice(_NORMALIZE_MODES), None), ("percentiles", _float_seq(2, 4), None),
+    ("intensity_units", _choice(_INTENSITY_UNITS, False), "stored"),
+    ("path_maskrec", _p_str, ""), ("path_maskidx", _p_str, ""), ("mask_name", _p_name, "mask"),
 )
+_INTENSITY_FIELDS = ("window", "intensity_range", "clip", "normalize", "percentiles", "intensity_units")
 _GROUPS = (_PREFETCHER, _REC_PARSER, _RECORD, _BATCH, _NORMALIZE, _AUGMENT, _RECORDGPU)
 _TYPE_NAMES = {"data_shape": "Shape(tuple)", "batch_size": "int (non-negative)"}
 _LOWER_BOUND_1 = ("label_width", "preprocess_threads")
 
 # fields handed to recordgpu.augment.params.AugmentParams
 _AUGMENT_FIELDS = tuple(name for name, _, _ in _AUGMENT) + tuple(
-    name for name, _, _ in _NORMALIZE if name not in ("seed", "verbose")) + ("dtype", "seed_aug")
+    name for name, _, _ in _NORMALIZE if name not in ("seed", "verbose")) + ("dtype", "seed_aug") + _INTENSITY_FIELDS
 
 
 @dataclass(frozen=True)
@@ -474,6 +523,15 @@ class IterParams:
     on_error: str = "raise"
     data_name: str = "data"
     label_name: str = "softmax_label"
+    window: tuple[float, float] | None = None
+    intensity_range: tuple[float, float, float, float] | None = None
+    clip: bool | None = None
+    normalize: str | None = None
+    percentiles: tuple[float, ...] | None = None
+    intensity_units: str = "stored"
+    path_maskrec: str = ""
+    path_maskidx: str = ""
+    mask_name: str = "mask"
     ignored: tuple[str, ...] = ()
 
     @property
@@ -508,10 +566,17 @@ def _user_stacklevel() -> int:
 def parse_iter_kwargs(**kwargs: Any) -> IterParams:
     """Parse ``ImageRecordIter`` keyword arguments into :class:`IterParams`, validating like MXNet.
 
+    ``num_parts``/``part_index`` also take ``"auto"``: the rank and world size of a distributed job
+    (``torch.distributed`` if initialised, else ``RANK``/``WORLD_SIZE``, else one part).
+
     Raises :class:`ValueError` with MXNet's text where MXNet raises (plus recordgpu's checks: positive
     ``batch_size``, ``part_index`` in range, recordgpu options). Unknown names give one
     :class:`UnknownArgumentWarning`.
     """
+    if any(isinstance(kwargs.get(k), str) and kwargs[k] == "auto" for k in ("num_parts", "part_index")):
+        # recordgpu: this process's part of a distributed job (torch.distributed, else RANK/WORLD_SIZE)
+        n, i = resolve_parts(kwargs.get("num_parts", 1), kwargs.get("part_index", 0))
+        kwargs = {**kwargs, "num_parts": n, "part_index": i}
     known = set(known_parameters())
     unknown = [k for k in kwargs if k not in known]
     out: dict[str, Any] = {}
@@ -566,6 +631,10 @@ def _check_semantics(p: dict[str, Any], raw: dict[str, Any]) -> None:
         raise ValueError(f"num_parts must be at least 1, got {p['num_parts']}")
     if not 0 <= p["part_index"] < p["num_parts"]:
         raise ValueError(f"part_index must be in [0, num_parts) = [0, {p['num_parts']}), got {p['part_index']}")
+    if p["path_maskidx"] and not p["path_maskrec"]:
+        raise ValueError("path_maskidx is set but path_maskrec is not: give the masks' .rec too")
+    if p["mask_name"] in (p["label_name"], p["data_name"]) and p["path_maskrec"]:
+        raise ValueError(f"mask_name={p['mask_name']!r} must differ from data_name and label_name")
     if p["device_id"] < -1:
         raise ValueError(f"device_id must be -1 (plain host memory) or a GPU index, got {p['device_id']}")
 

@@ -6,7 +6,10 @@ input (copy, pad, resize, warp; a later ``Crop`` only narrows the region the ste
 of colour stages, then either an intermediate image in the source dtype (scratch memory) or the sample's
 normalised output. The common plan (resize, crop, mirror, normalise, cast) is one step; each further
 resampling is another, so every stage's result is rounded to the source dtype as in the host reference.
-Contrast needs the gray mean of its input image: a mean pass per Contrast stage precedes the step.
+Contrast needs the gray mean of its input image: a mean pass per Contrast stage precedes the step. A
+``FloatIntensity`` is the last colour entry of the normalising step and hands float32 values to the
+output; for zscore / percentile its statistics come from a pass of the same kernel over its input image,
+which is first written to scratch when it would otherwise be resampled again on every pass.
 
 :func:`compile_batch` returns a :class:`BatchProgram`: per source dtype, an ordered list of
 :class:`Launch` es holding numpy structured arrays laid out exactly like ``kernels/rg_params.cuh``. Buffer
@@ -27,8 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..augment.plan import (HSL, Brightness, Contrast, Crop, CropResize, Intensity, MeanImage, Normalize,
-                            Pad, PCANoise, Resize, Saturation, SamplePlan, Warp, check_output_dtype)
+from ..augment.plan import (HSL, Brightness, Contrast, Crop, CropResize, FloatIntensity, Intensity, MeanImage,
+                            Normalize, Pad, PCANoise, Resize, Saturation, SamplePlan, Warp, check_float_intensity,
+                            check_output_dtype)
 
 # --- the struct layouts (kernels/rg_params.cuh) ----------------------------------------------------------
 MAX_C, MAX_COLOUR, MAX_CONTRAST = 4, 8, 4
@@ -41,8 +45,8 @@ GEOM_DTYPE = np.dtype([
     ("reserved_", "<i4"),
 ], align=True)
 COLOUR_DTYPE = np.dtype([
-    ("kind", "<i4"), ("ival", "<i4"), ("slot", "<i4"), ("reserved_", "<i4"), ("a", "<f4"), ("b", "<f4"),
-    ("v", "<f4", (3,)), ("reserved2_", "<f4"),
+    ("kind", "<i4"), ("ival", "<i4"), ("slot", "<i4"), ("flags", "<i4"), ("a", "<f4"), ("b", "<f4"),
+    ("v", "<f4", (3,)), ("w", "<f4", (5,)),
 ], align=True)
 NORM_DTYPE = np.dtype([
     ("dst", "<u8"), ("mean_img", "<u8"), ("out_dtype", "<i4"), ("mirror", "<i4"), ("swap", "<i4", (4,)),
@@ -69,7 +73,9 @@ LAYOUT = (
 
 GEOM_COPY, GEOM_PAD, GEOM_RESIZE, GEOM_WARP = 0, 1, 2, 3
 RZ_COPY, RZ_NEAREST, RZ_LINEAR, RZ_LINEAR_AREA, RZ_CUBIC, RZ_LANCZOS4, RZ_AREA, RZ_AREA_FAST = range(8)
-COL_BRIGHTNESS, COL_CONTRAST, COL_SATURATION, COL_HSL, COL_PCA, COL_INTENSITY = 1, 2, 3, 4, 5, 6
+COL_BRIGHTNESS, COL_CONTRAST, COL_SATURATION, COL_HSL, COL_PCA, COL_INTENSITY, COL_FLOAT_INTENSITY = range(1, 8)
+FINT_MODES = {"range": 0, "zscore": 1, "percentile": 2}
+FINT_CLIP = 1
 OUT_NONE, OUT_IMAGE, OUT_NORMALIZE = 0, 1, 2
 OUT_DTYPE_CODES = {"float32": 0, "float16": 1, "uint8": 2, "int8": 3, "uint16": 4, "int16": 5}
 SRC_DTYPE_CODES = {"uint8": 0, "uint16": 1, "int16": 2, "float32": 3}
@@ -240,16 +246,20 @@ class _SampleCompiler:
                                           fill=self._fill(st.fill))
 
     def _colour(self, st) -> None:
-        if self.pending is None or len(self.pending.colour) >= MAX_COLOUR or (
-                isinstance(st, Contrast) and self.pending.n_contrast >= MAX_CONTRAST):
+        stats = isinstance(st, Contrast) or (isinstance(st, FloatIntensity) and st.needs_statistics)
+        p = self.pending
+        if p is None or len(p.colour) >= MAX_COLOUR or (stats and p.n_contrast >= MAX_CONTRAST) or (
+                isinstance(st, FloatIntensity) and st.needs_statistics
+                and (p.fields["kind"] != GEOM_COPY or p.colour)):
+            # (statistics passes re-evaluate every pixel: read them from memory, not through a resampling)
             self._materialise()
             v = self.view
             self.pending = self._new_step(GEOM_COPY, v.w, v.h)
         p = self.pending
-        needs3 = not isinstance(st, (Brightness, Intensity))
+        needs3 = not isinstance(st, (Brightness, Intensity, FloatIntensity))
         if needs3 and self.c != 3:
             raise ValueError(f"{type(st).__name__} needs a 3-channel image, got {self.c} channels")
-        col = dict(kind=0, ival=0, slot=0, a=0.0, b=0.0, v=(0.0, 0.0, 0.0))
+        col = dict(kind=0, ival=0, slot=0, flags=0, a=0.0, b=0.0, v=(0.0, 0.0, 0.0), w=(0.0,) * 5)
         if isinstance(st, Brightness):
             col.update(kind=COL_BRIGHTNESS, a=st.alpha)
         elif isinstance(st, Contrast):
@@ -265,6 +275,14 @@ class _SampleCompiler:
             col.update(kind=COL_PCA, v=tuple(st.add_bgr))
         elif isinstance(st, Intensity):
             col.update(kind=COL_INTENSITY, a=st.scale, b=st.offset)
+        elif isinstance(st, FloatIntensity):
+            k = st.constants()
+            col.update(kind=COL_FLOAT_INTENSITY, ival=FINT_MODES[st.mode], flags=FINT_CLIP if st.clip else 0,
+                       a=k.get("A", 0.0), b=k.get("D", 0.0), v=(k["E"], k["F"], k["lo"]),
+                       w=(k["hi"], k["slope"], k["intercept"], F32(st.q_lo), F32(st.q_hi)))
+            if st.needs_statistics:
+                col.update(slot=p.n_contrast)
+                p.n_contrast += 1
         p.colour.append(col)
 
     def _normalize(self, st: Normalize, out_shape, out_itemsize: int) -> None:
@@ -316,7 +334,8 @@ class _SampleCompiler:
 # --- batch program ----------------------------------------------------------------------------------------
 @dataclass
 class Launch:
-    """One step position for the samples of one source dtype: ``n_contrast`` mean passes, then the step."""
+    """One step position for the samples of one source dtype: ``n_contrast`` statistics passes (Contrast
+    gray means, zscore / percentile statistics: one slot each), then the step."""
     src_dtype: str
     samples: np.ndarray          # batch index of each struct entry
     steps: np.ndarray            # (n,) STEP_DTYPE; addresses valid after BatchProgram.bind
@@ -426,6 +445,7 @@ def compile_batch(plans: Sequence[SamplePlan], *, mode: str = "image",
             raise PlanNotSupported(f"{p.src_shape[2]} channels: at most {MAX_C}")
         if mode == "image":
             check_output_dtype(p.src_dtype, p.out_dtype)
+            check_float_intensity(p)
     out_itemsize = np.dtype(out_dtype).itemsize
     scratch = [0]
     per_sample = [_SampleCompiler(p, i, scratch, mode).compile((oc, oh, ow), out_itemsize)
