@@ -193,3 +193,24 @@ def test_missing_imglist_label_names_the_record_once(tmp_path):
         ImageRecordIter(**COLOR8, path_imglist=str(lst))
     msg = str(e.value)
     assert msg.count("fail to find imagelabel for id 1") == 1 and "record id 1" in msg
+
+
+def test_mid_epoch_reset_does_not_count_skips_twice(tmp_path):
+    rec, idx = corrupt_image_rec(tmp_path, bad_ids=(1, 5))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        it = ImageRecordIter(path_imgrec=str(rec), path_imgidx=str(idx), data_shape=(3, 16, 16), batch_size=4,
+                             on_error="skip", prefetch_buffer=1, round_batch=False)
+        it.next()  # batch 0 skipped id 1; the producer runs ahead into batch 1, which skips id 5
+        import time
+
+        deadline = time.monotonic() + 10
+        while it.skipped < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before, warned = it.skipped, len(w)
+        assert before == 2
+        it.reset()  # replays batch 0 (which skips id 1 again) without counting or warning again
+        list(it)
+        assert it.skipped == before + 2  # only the new epoch's two encounters are added
+        assert len(w) == warned + 2
+        it.close()

@@ -24,6 +24,7 @@ stages with nearest sampling and fill 0 (no colour, intensity or normalisation),
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from typing import Any
 
@@ -231,10 +232,15 @@ class ImageRecordIter(DataIter):
         self._stop_prefetch()
         eng = self._engine
         if not self._exhausted:
-            # The producer ran ahead: go back to where the consumer is.
+            # The producer ran ahead: go back to where the consumer is. Records the replay skips were
+            # counted and reported when the producer first met them.
+            skipped = eng.skipped
             eng.restore(self._epoch_start)
-            for _ in range(self._consumed):
-                eng.next_batch(plan_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                for _ in range(self._consumed):
+                    eng.next_batch(plan_only=True)
+            eng.skipped = skipped
         eng.order.reset()
         eng.stream.clear()
         keep = set(eng.order.buffered_parse_seqs().tolist())  # a clean restart drops MXNet's parse buffer
