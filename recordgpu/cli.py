@@ -9,7 +9,7 @@ import sys
 def _cmd_info(args: argparse.Namespace) -> int:
     from .recinfo import rec_info
 
-    info = rec_info(args.rec, args.idx, sample=None if args.all else args.sample)
+    info = rec_info(args.rec, args.idx, sample=None if args.all else args.sample, progress=None)
     print("\n".join(info.lines()))
     return 1 if info.problems else 0
 

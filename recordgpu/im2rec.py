@@ -42,7 +42,6 @@ import random
 import secrets
 import struct
 import sys
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ import numpy as np
 
 from . import codecs, dicom
 from .meta import attach_meta
+from .progress import Progress
 from .recordio import IRHeader, MXIndexedRecordIO, pack
 
 __all__ = [
@@ -500,43 +500,6 @@ def _count_lines(path: str) -> int:
     return n
 
 
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most 10 times a second."""
-
-    def __init__(self, label: str, total: int | None) -> None:
-        self.label, self.total = label, total
-        self.start = self.last = time.monotonic()
-        self.count = 0
-
-    def update(self, n: int = 1, force: bool = False) -> None:
-        self.count += n
-        now = time.monotonic()
-        if not force and now - self.last < 0.1:
-            return
-        self.last = now
-        rate = self.count / max(now - self.start, 1e-9)
-        if self.total:
-            frac = min(self.count / self.total, 1.0)
-            bar = "#" * int(frac * 30)
-            text = f"{self.label} [{bar:<30}] {self.count}/{self.total} {rate:.0f} img/s"
-        else:
-            text = f"{self.label} {self.count} {rate:.0f} img/s"
-        sys.stderr.write("\r" + text)
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        self.update(0, force=True)
-        sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def _log_skip(error: Im2RecError) -> None:
     log.error("skipped %s", error)
 
@@ -558,8 +521,7 @@ def pack_list(lst_path: str, root: str, out_prefix: str, options: PackOptions | 
     on_skip = on_skip or _log_skip
     rec_path, idx_path = out_prefix + ".rec", out_prefix + ".idx"
     result = PackResult(lst_path, rec_path, idx_path)
-    show = _stderr_is_terminal() if options.progress is None else options.progress
-    bar = _Progress(os.path.basename(lst_path), _count_lines(lst_path)) if show else None
+    bar = Progress(_count_lines(lst_path), os.path.basename(lst_path), unit="img", enabled=options.progress)
 
     tmp_rec, tmp_idx = _temp_name(rec_path), _temp_name(idx_path)
     record = None
@@ -576,8 +538,7 @@ def pack_list(lst_path: str, root: str, out_prefix: str, options: PackOptions | 
                     for key, data in payload:
                         record.write_idx(key, data)
                     result.written += len(payload)
-                if bar is not None:
-                    bar.update()
+                bar.update()
         record.close()
         # Drop a stale .idx first: a crash between the two renames must not pair the new .rec with an old
         # index. A lone complete .rec is still valid.
@@ -591,8 +552,7 @@ def pack_list(lst_path: str, root: str, out_prefix: str, options: PackOptions | 
         _unlink_quietly(tmp_idx)
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return result
 
 

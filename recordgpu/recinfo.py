@@ -12,6 +12,7 @@ from . import codecs
 from .dialect import Dialect, detect_dialect
 from .errors import RecordIOError
 from .headers import IR_SIZE, read_headers
+from .progress import progress as progress_bar
 from .recfile import RecordFile
 
 
@@ -52,8 +53,10 @@ class RecInfo:
         return out
 
 
-def rec_info(path: str, idx_path: str | None = None, sample: int | None = 1000) -> RecInfo:
-    """Describe ``path``; ``sample`` images are decoded (None: all). Corruption is reported, not raised."""
+def rec_info(path: str, idx_path: str | None = None, sample: int | None = 1000,
+             progress: bool | None = False) -> RecInfo:
+    """Describe ``path``; ``sample`` images are decoded (None: all). Corruption is reported, not raised.
+    ``progress``: show a bar on stderr (None: only on a terminal)."""
     info = RecInfo(path=path, size=os.path.getsize(path))
     try:
         rf = RecordFile(path, idx_path)
@@ -71,7 +74,7 @@ def rec_info(path: str, idx_path: str | None = None, sample: int | None = 1000) 
         if sample is not None and len(picks) > sample:
             picks = picks[np.linspace(0, len(picks) - 1, sample).astype(np.int64)]
         hs, ws = [], []
-        for r in picks.tolist():
+        for r in progress_bar(picks.tolist(), len(picks), os.path.basename(path), unit="img", enabled=progress):
             buf = np.frombuffer(rf.payload(r), np.uint8)[IR_SIZE + 4 * int(h.flag[r]):]
             fmt = codecs.sniff(buf)
             img = codecs.decode(buf, codecs.IMREAD_UNCHANGED)

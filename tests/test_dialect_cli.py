@@ -100,3 +100,12 @@ def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "recordgpu", "info", oracle_path("png8.rec")],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "records:     7" in r.stdout
+
+
+def test_info_progress_only_on_a_terminal_or_when_forced(capsys, monkeypatch):
+    monkeypatch.delenv("RECORDGPU_PROGRESS", raising=False)
+    assert main(["info", oracle_path("color8.rec")]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RECORDGPU_PROGRESS", "1")
+    assert main(["info", oracle_path("color8.rec")]) == 0
+    assert "11/11" in capsys.readouterr().err

@@ -41,6 +41,8 @@ writes the (mirrored) channels as they are: the path for label masks paired with
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -305,6 +307,26 @@ def _round_half_away(m: np.ndarray) -> np.ndarray:
     return np.sign(m) * np.floor(np.abs(m) + 0.5)
 
 
+@functools.lru_cache(maxsize=32)
+def _value_lut(src_dtype: str, out_dtype: str, mean: float, mult: float, bias: float) -> np.ndarray:
+    """``Normalize`` applied to every value of an integer source dtype, computed exactly as the direct path
+    (float32 arithmetic in the same order; int outputs saturate ``p - round_half_away(mean)``)."""
+    p = np.arange(np.iinfo(src_dtype).max + 1, dtype=src_dtype)
+    if out_dtype in ("int8", "int16"):
+        lo, hi = _INT_RANGE[out_dtype]
+        v = p.astype(np.int64) - np.int64(_round_half_away(F32(mean)))
+        lut = np.clip(v, lo, hi).astype(out_dtype)
+    else:
+        lut = np.subtract(p, F32(mean), dtype=F32)
+        lut *= F32(mult)
+        lut += F32(bias)
+        if out_dtype != "float32":
+            with np.errstate(over="ignore"):
+                lut = lut.astype(out_dtype)
+    lut.setflags(write=False)
+    return lut
+
+
 def _write(img: np.ndarray, st: Normalize, out: np.ndarray) -> None:
     c = out.shape[0]
     dst = out[:, :, ::-1] if st.mirror else out
@@ -313,6 +335,12 @@ def _write(img: np.ndarray, st: Normalize, out: np.ndarray) -> None:
     if od in ("uint8", "uint16"):
         for k in range(c):
             dst[k] = img[:, :, st.swap[k]]
+        return
+    if mi is None and img.dtype in (np.uint8, np.uint16):
+        # Integer sources: the per-pixel formula only depends on the value, so look it up (one pass)
+        for k in range(c):
+            lut = _value_lut(img.dtype.name, od, float(st.mean[k]), float(st.mult[k]), float(st.bias[k]))
+            np.take(lut, img[:, :, st.swap[k]], out=dst[k], mode="clip")
         return
     if od in ("int8", "int16"):
         lo, hi = _INT_RANGE[od]
