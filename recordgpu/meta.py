@@ -29,6 +29,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .codecs import sniff
 from .errors import DecodeError
 
 __all__ = ["META_VERSION", "NPY_TRAILER_MAGIC", "PNG_KEYWORD", "attach_meta", "read_meta", "meta_text"]
@@ -79,20 +80,7 @@ def _parse_text(text: bytes | str, where: str) -> dict | None:
 
 
 def _container(raw: bytes) -> str:
-    # Local sniffing (not codecs.sniff) so that this module stays importable without OpenCV.
-    if raw[:8] == _PNG_SIG:
-        return "png"
-    if raw[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if raw[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if raw[:4] == b"\xff\x4f\xff\x51":
-        return "j2k"
-    if raw[:4] == b"\x00\x00\x00\x0c" and raw[4:8] == b"jP  ":
-        return "jp2"
-    if raw[:6] == b"\x93NUMPY":
-        return "npy"
-    return "unknown"
+    return sniff(raw)
 
 
 def _as_bytes(buf) -> bytes:

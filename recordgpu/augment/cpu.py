@@ -47,7 +47,8 @@ import cv2
 import numpy as np
 
 from . import intensity
-from .plan import (HSL, Brightness, Contrast, Crop, CropResize, FloatIntensity, Intensity, Normalize, Pad,
+from .plan import (invert_affine,
+                   HSL, Brightness, Contrast, Crop, CropResize, FloatIntensity, Intensity, Normalize, Pad,
                    PCANoise, Resize, Saturation, SamplePlan, Warp, check_float_intensity, check_output_dtype,
                    geometric_stages)
 
@@ -120,16 +121,7 @@ def affine_remap_maps(matrix: np.ndarray, out_w: int, out_h: int,
     delta, shift to 1/32 pixel. ``map1``: int16 ``(h, w, 2)`` integer source x, y; ``map2``: uint16 index
     ``(fy * 32 + fx)`` into OpenCV's interpolation tables (None for nearest).
     """
-    m = np.asarray(matrix, dtype=np.float64).reshape(6).copy()
-    d = m[0] * m[4] - m[1] * m[3]
-    d = 1.0 / d if d != 0 else 0.0
-    a11, a22 = m[4] * d, m[0] * d
-    m[0], m[4] = a11, a22
-    m[1] *= -d
-    m[3] *= -d
-    b1 = -m[0] * m[2] - m[1] * m[5]
-    b2 = -m[3] * m[2] - m[4] * m[5]
-    m[2], m[5] = b1, b2
+    m = invert_affine(matrix)
     scale = float(1 << _AB_BITS)
     xs = np.arange(out_w, dtype=np.float64)
     ys = np.arange(out_h, dtype=np.float64)

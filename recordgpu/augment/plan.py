@@ -84,6 +84,22 @@ class Warp:
         return np.array(self.matrix, dtype=np.float32).reshape(2, 3)
 
 
+def invert_affine(matrix) -> list[float]:
+    """``cv::warpAffine``'s inversion (``invertAffineTransform``) of a float32 forward 2x3 matrix, in double;
+    row-major ``[a11, a12, b1, a21, a22, b2]`` of the output-to-source map."""
+    m = [float(v) for v in np.asarray(matrix, dtype=np.float32).reshape(6)]
+    d = m[0] * m[4] - m[1] * m[3]
+    d = 1.0 / d if d != 0 else 0.0
+    a11, a22 = m[4] * d, m[0] * d
+    m[0], m[4] = a11, a22
+    m[1] *= -d
+    m[3] *= -d
+    b1 = -m[0] * m[2] - m[1] * m[5]
+    b2 = -m[3] * m[2] - m[4] * m[5]
+    m[2], m[5] = b1, b2
+    return m
+
+
 @dataclass(frozen=True)
 class Pad:
     """``cv::copyMakeBorder`` of ``pad`` pixels on every side with the constant ``fill`` (per channel)."""
@@ -353,7 +369,7 @@ def geometric_stages(plan: SamplePlan) -> tuple[Stage, ...]:
 
 
 __all__ = [
-    "Resize", "Warp", "Pad", "Crop", "CropResize", "Brightness", "Contrast", "Saturation", "HSL",
+    "invert_affine", "Resize", "Warp", "Pad", "Crop", "CropResize", "Brightness", "Contrast", "Saturation", "HSL",
     "PCANoise", "Intensity", "FloatIntensity", "MeanImage", "Normalize", "Stage", "SamplePlan",
     "GEOMETRIC_STAGES", "COLOUR_STAGES", "INTENSITY_MODES", "geometric_stages", "stage_output_size",
     "check_output_dtype", "check_float_intensity", "intensity_output_error", "colour_unit", "SOURCE_DTYPES",

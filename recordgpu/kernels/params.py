@@ -30,7 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..augment.plan import (HSL, Brightness, Contrast, Crop, CropResize, FloatIntensity, Intensity, MeanImage,
+from ..augment.plan import (invert_affine,
+                            HSL, Brightness, Contrast, Crop, CropResize, FloatIntensity, Intensity, MeanImage,
                             Normalize, Pad, PCANoise, Resize, Saturation, SamplePlan, Warp, check_float_intensity,
                             check_output_dtype)
 
@@ -119,19 +120,7 @@ def resize_params(sw: int, sh: int, dw: int, dh: int, interp: int) -> dict:
     return dict(out, mode=modes[interp])
 
 
-def warp_inverse(matrix: Sequence[float]) -> list[float]:
-    """``cv::warpAffine``'s inversion of the float32 forward matrix, in double."""
-    m = [float(v) for v in np.asarray(matrix, dtype=np.float32).reshape(6)]
-    d = m[0] * m[4] - m[1] * m[3]
-    d = 1.0 / d if d != 0 else 0.0
-    a11, a22 = m[4] * d, m[0] * d
-    m[0], m[4] = a11, a22
-    m[1] *= -d
-    m[3] *= -d
-    b1 = -m[0] * m[2] - m[1] * m[5]
-    b2 = -m[3] * m[2] - m[4] * m[5]
-    m[2], m[5] = b1, b2
-    return m
+warp_inverse = invert_affine  # kept under its kernel-side name
 
 
 def _round_half_away_f32(v: float) -> int:
