@@ -135,8 +135,12 @@ def test_pack_img_round_trip():
     np.testing.assert_array_equal(out, img)
 
 
+@pytest.mark.parametrize("path", ["cpu", "host-gpu"])
 @pytest.mark.parametrize("encoding,dtype", [(".j2k", np.uint16), (".j2k", np.int16), (".ljpeg", np.uint16)])
-def test_im2rec_and_iterator_keep_every_value(tmp_path, encoding, dtype):
+def test_im2rec_and_iterator_keep_every_value(tmp_path, encoding, dtype, path):
+    """Bit-exact through im2rec and ImageRecordIter, on the CPU path and on the GPU path run with the
+    host-built kernels standing in for the device."""
+    gpu_kw = {"_gpu_backend": "host"} if path == "host-gpu" else {"device": "cpu"}
     root = tmp_path / "src"
     root.mkdir()
     imgs = [_random(dtype, (20, 24), seed=k) for k in range(3)]
@@ -147,7 +151,8 @@ def test_im2rec_and_iterator_keep_every_value(tmp_path, encoding, dtype):
     pack_list(str(tmp_path / "t.lst"), str(root), str(tmp_path / "t"), PackOptions(color=-1, encoding=encoding))
     for out_dtype in (np.dtype(dtype).name, "float32"):
         it = ImageRecordIter(path_imgrec=str(tmp_path / "t.rec"), data_shape=(1, 20, 24), batch_size=3,
-                             dtype=out_dtype)
+                             dtype=out_dtype, **gpu_kw)
+        assert it.device == ("gpu" if path == "host-gpu" else "cpu")
         batch = next(iter(it))
         data = batch.data[0].asnumpy()
         assert data.dtype == np.dtype(out_dtype)
