@@ -27,7 +27,9 @@ import struct
 import cv2
 import numpy as np
 
+from . import fastdecode
 from .errors import DecodeError
+from .imgheaders import jpeg_frame
 
 NPY_MAGIC = b"\x93NUMPY"
 IMREAD_UNCHANGED = cv2.IMREAD_UNCHANGED  # -1
@@ -165,28 +167,6 @@ def _j2k_components(raw: np.ndarray) -> list[tuple[bool, int]] | None:
         return None
 
 
-def _jpeg_sof(raw: np.ndarray) -> tuple[int, int] | None:
-    """``(SOF marker, sample precision)`` of a JPEG stream, None if no frame header is found."""
-    b = memoryview(raw)[:1 << 16]  # no copy: this runs before every JPEG decode
-    pos = 2
-    while pos + 4 <= len(b):
-        if b[pos] != 0xFF:
-            return None
-        marker = b[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            return (marker, b[pos + 4]) if pos + 5 <= len(b) else None
-        if marker == 0xDA:
-            return None
-        pos += 2 + int.from_bytes(b[pos + 2:pos + 4], "big")
-    return None
-
-
 def _needs_imagecodecs(raw: np.ndarray) -> str | None:
     """Which payloads go to imagecodecs at full depth: 'j2k-signed' (OpenCV refuses signed JPEG 2000) and
     'ljpeg' (lossless or >8-bit JPEG, which OpenCV builds do not read reliably) need it; 'j2k' (unsigned JPEG
@@ -197,8 +177,8 @@ def _needs_imagecodecs(raw: np.ndarray) -> str | None:
         comps = _j2k_components(raw)
         return "j2k-signed" if comps and any(signed for signed, _ in comps) else "j2k"
     if head[:3] == b"\xff\xd8\xff":
-        sof = _jpeg_sof(raw)
-        if sof is not None and (sof[0] in (0xC3, 0xC7, 0xCB, 0xCF) or sof[1] != 8):
+        frame = jpeg_frame(raw)
+        if frame is not None and (frame.lossless or frame.precision != 8):
             return "ljpeg"
     return None
 
@@ -260,7 +240,9 @@ def decode_image(buf, channels: int) -> np.ndarray:
         kind = _needs_imagecodecs(raw)
         hint = ""
         if kind is None:
-            img = cv2.imdecode(raw, _FULL_DEPTH_FLAG[channels])
+            img = fastdecode.decode(raw, sniff(raw), channels) if fastdecode.ENABLED else None
+            if img is None:
+                img = cv2.imdecode(raw, _FULL_DEPTH_FLAG[channels])
             if img is None and channels == 3:
                 # OpenCV cannot turn some gray payloads into BGR itself (e.g. 5.0 with float32 TIFF): read them
                 # as stored and replicate here.

@@ -24,7 +24,6 @@ import functools
 import glob
 import importlib.util
 import os
-import struct
 import threading
 import warnings
 from collections import Counter
@@ -37,15 +36,14 @@ import numpy as np
 
 from .. import codecs
 from ..errors import DecodeError
+from ..imgheaders import (HUFFMAN_DCT, JpegFrame, apply_exif_orientation,  # noqa: F401 (re-exported)
+                          jpeg_frame)
 
 GPU = "gpu"
 CPU = "cpu"
 #: first nvJPEG release that decodes 9-15-bit and DHT-before-SOF3 lossless JPEG instead of zero-filling it
 NVJPEG_LOSSLESS_FIXED = (13, 0, 2)
 
-_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-_HUFFMAN_DCT = frozenset({0xC0, 0xC1, 0xC2})  # baseline, extended, progressive: what nvJPEG decodes
-_LOSSLESS = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 _JPEG2000 = ("jp2", "j2k")
 #: route reason of lossless JPEG that the installed nvJPEG would silently decode to zeros
 UNSAFE_LOSSLESS = "lossless-jpeg-nvjpeg<13.0.2"
@@ -53,92 +51,6 @@ UNSAFE_LOSSLESS = "lossless-jpeg-nvjpeg<13.0.2"
 
 class DecoderUnavailable(RuntimeError):
     """The decoder cannot run on this machine (for example no CUDA driver or no GPU)."""
-
-
-# -- encoded headers ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class JpegFrame:
-    """What the JPEG frame header (SOFn) and the markers before it say."""
-
-    marker: int  # 0xC0..0xCF
-    precision: int
-    height: int
-    width: int
-    components: int
-    dht_before_sof: bool  # a Huffman table precedes the frame header
-    orientation: int | None  # EXIF orientation (1-8) of the first Exif APP1 segment, as OpenCV reads it
-
-    @property
-    def lossless(self) -> bool:
-        return self.marker in _LOSSLESS
-
-
-def jpeg_frame(buf) -> JpegFrame | None:
-    """Parse a JPEG's markers up to its frame header; None when it is not a well-formed JPEG header."""
-    mv = memoryview(buf).cast("B")
-    n = len(mv)
-    if n < 4 or mv[0] != 0xFF or mv[1] != 0xD8:
-        return None
-    pos, dht, orientation, seen_exif = 2, False, None, False
-    while pos + 4 <= n:
-        if mv[pos] != 0xFF:
-            return None
-        m = mv[pos + 1]
-        if m == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if m == 0x01 or 0xD0 <= m <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        if m in (0xD9, 0xDA):  # end of image or start of scan before any frame header
-            return None
-        length = (mv[pos + 2] << 8) | mv[pos + 3]
-        body = pos + 4
-        if length < 2:
-            return None
-        if m == 0xC4:
-            dht = True
-        elif m == 0xE1 and not seen_exif and bytes(mv[body:body + 6]) == b"Exif\0\0":
-            seen_exif = True
-            orientation = _exif_orientation(bytes(mv[body + 6:pos + 2 + length]))
-        elif m in _SOF_MARKERS:
-            if length < 8 or body + 6 > n:
-                return None
-            h = (mv[body + 1] << 8) | mv[body + 2]
-            w = (mv[body + 3] << 8) | mv[body + 4]
-            return JpegFrame(m, mv[body], h, w, mv[body + 5], dht, orientation)
-        pos += 2 + length
-    return None
-
-
-def _exif_orientation(tiff: bytes) -> int | None:
-    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
-    if order is None:
-        return None
-    try:
-        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
-        (count,) = struct.unpack_from(order + "H", tiff, ifd)
-        for k in range(count):
-            tag, typ, num = struct.unpack_from(order + "HHI", tiff, ifd + 2 + 12 * k)
-            if tag == 0x0112 and typ == 3 and num >= 1:
-                (value,) = struct.unpack_from(order + "H", tiff, ifd + 10 + 12 * k)
-                return value if 1 <= value <= 8 else None
-    except struct.error:
-        return None
-    return None
-
-
-def apply_exif_orientation(img: np.ndarray, orientation: int | None) -> np.ndarray:
-    """Turn ``img`` (H, W[, C]) upright the way OpenCV's imdecode does for EXIF orientation 1-8."""
-    if orientation in (5, 6, 7, 8):
-        img = img.swapaxes(0, 1)
-    if orientation in (2, 6):
-        img = img[:, ::-1]
-    elif orientation in (3, 7):
-        img = img[::-1, ::-1]
-    elif orientation in (4, 8):
-        img = img[::-1]
-    return np.ascontiguousarray(img)
 
 
 # -- nvJPEG version -------------------------------------------------------------------------------------
@@ -214,7 +126,7 @@ def route_reason(buf, *, nvjpeg_version: Sequence[int] | None = _AUTO) -> tuple[
     frame = jpeg_frame(buf)
     if frame is None:
         return CPU, "jpeg-unparsed"
-    if frame.marker in _HUFFMAN_DCT:
+    if frame.marker in HUFFMAN_DCT:
         return (GPU, "jpeg") if frame.precision == 8 else (CPU, f"jpeg-{frame.precision}bit")
     if frame.marker == 0xC3:
         if not 2 <= frame.precision <= 16:
