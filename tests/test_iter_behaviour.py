@@ -214,3 +214,25 @@ def test_mid_epoch_reset_does_not_count_skips_twice(tmp_path):
         assert it.skipped == before + 2  # only the new epoch's two encounters are added
         assert len(w) == warned + 2
         it.close()
+
+
+def test_a_bad_header_in_the_next_batch_fails_that_batch_only(tmp_path):
+    """Planning runs one batch ahead of decoding; a record whose header is unreadable must still fail the
+    batch it belongs to, after the batches before it were delivered."""
+    rec, idx = tmp_path / "hdr.rec", tmp_path / "hdr.idx"
+    src = recordio.MXIndexedRecordIO(str(ORACLE / "color8.idx"), str(ORACLE / "color8.rec"), "r")
+    w = recordio.MXIndexedRecordIO(idx, rec, "w")
+    for k in src.keys:
+        payload = src.read_idx(k)
+        if k == 6:  # announces 1000 float32 labels that are not there
+            payload = struct.pack("<IfQQ", 1000, 0.0, k, 0) + payload[24:64]
+        w.write_idx(k, payload)
+    w.close()
+    offset = int(RecordFile(rec, idx).table.start[6])
+    it = ImageRecordIter(path_imgrec=str(rec), path_imgidx=str(idx), data_shape=(3, 16, 16), batch_size=4,
+                         preprocess_threads=2, prefetch_buffer=1)
+    assert it.next().index.tolist() == [0, 1, 2, 3]
+    with pytest.raises(RecordIOError, match="1000 float32 labels") as e:
+        it.next()
+    assert e.value.offset == offset
+    it.close()

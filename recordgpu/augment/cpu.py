@@ -328,11 +328,18 @@ def _write(img: np.ndarray, st: Normalize, out: np.ndarray) -> None:
         for k in range(c):
             dst[k] = img[:, :, st.swap[k]]
         return
-    if mi is None and img.dtype in (np.uint8, np.uint16):
-        # Integer sources: the per-pixel formula only depends on the value, so look it up (one pass)
+    if mi is None and img.dtype == np.uint8:
+        # 8-bit sources: the per-pixel formula only depends on the value, so look it up (one pass). float32
+        # goes through cv2.LUT, plane by plane into the contiguous output rows (mirrored planes flipped first).
+        # (16-bit sources take the direct path below: a 65536-entry table is slower than the arithmetic.)
+        planes = cv2.split(img) if od == "float32" else None
         for k in range(c):
-            lut = _value_lut(img.dtype.name, od, float(st.mean[k]), float(st.mult[k]), float(st.bias[k]))
-            np.take(lut, img[:, :, st.swap[k]], out=dst[k], mode="clip")
+            lut = _value_lut("uint8", od, float(st.mean[k]), float(st.mult[k]), float(st.bias[k]))
+            if planes is not None and out[k].flags.c_contiguous:
+                plane = planes[st.swap[k]]
+                cv2.LUT(cv2.flip(plane, 1) if st.mirror else plane, lut, dst=out[k])
+            else:
+                np.take(lut, img[:, :, st.swap[k]], out=dst[k], mode="clip")
         return
     if od in ("int8", "int16"):
         lo, hi = _INT_RANGE[od]
@@ -392,11 +399,11 @@ def execute(plan: SamplePlan, image: np.ndarray, out: np.ndarray, *, mode: str =
 
     if img.shape[2] != c:
         raise ValueError(f"image has {img.shape[2]} channels, the plan was made for {c}")
-    if img.dtype.name != plan.src_dtype:
+    if img.dtype != plan.src_dtype:
         raise ValueError(f"image is {img.dtype}, the plan was made for {plan.src_dtype}")
     check_output_dtype(plan.src_dtype, plan.out_dtype)
     check_float_intensity(plan)
-    if out.shape[0] != oc or out.dtype.name != plan.out_dtype:
+    if out.shape[0] != oc or out.dtype != plan.out_dtype:
         raise ValueError(f"out must be ({oc}, {oh}, {ow}) {plan.out_dtype}, got {out.shape} {out.dtype}")
 
     norm = plan.normalize

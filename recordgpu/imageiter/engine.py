@@ -6,7 +6,8 @@ Stages, each testable on its own:
    draws random parameters for) while making it;
 2. **parse + plan** (here, sequential, cheap): read each parsed record's header and label, probe the
    image size from its header (:mod:`recordgpu.probe`) and draw its :class:`~recordgpu.augment.plan.SamplePlan`
-   from the single MXNet-order RNG stream — so plans, and hence outputs, do not depend on thread count;
+   from the single MXNet-order RNG stream — so plans, and hence outputs, do not depend on thread count.
+   On the CPU path the next batch is parsed while the workers decode this one (same calls, same order);
 3. **decode + execute**: an executor object. The CPU one (the host reference) runs per sample in a thread
    pool, each sample decoded at full depth and written into its slot of a fresh batch array. A *batch*
    executor (the GPU path, ``batched = True``) gets the whole batch: ``prepare`` decodes and uploads it
@@ -42,6 +43,7 @@ from ..headers import IR_SIZE
 from ..meta import read_meta
 from ..probe import probe_image
 from ..rng import MT19937
+from .buffers import BatchBuffers
 from .labels import ImageLabelMap, select_label
 from .masks import MaskSource
 from .order import BatchOrder
@@ -161,6 +163,7 @@ class EngineConfig:
     seed_aug: int | None = None
     insightface: bool = False
     rescale_from_meta: bool = False  # intensity_units='modality': read each record's RescaleSlope/Intercept
+    pooled_batches: int = 0  # CPU path: batch arrays kept for reuse once the consumer drops them
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -183,6 +186,8 @@ class BatchEngine:
         self.bad_records: set[int] = set()  # records that failed to decode (on_error='skip')
         self.skipped = 0
         self.batches_this_epoch = 0
+        self._pull_error: Exception | None = None  # raised by a parse-ahead, due at the next pull
+        self._buffers = BatchBuffers(cfg.pooled_batches * (2 if masks is not None else 1))
         self._pool = None if self._batched else ThreadPoolExecutor(max(1, cfg.threads),
                                                                    thread_name_prefix="recordgpu-worker")
 
@@ -198,6 +203,7 @@ class BatchEngine:
         self.pending = {k: copy.copy(v) for k, v in st.pending.items()}
         self.stream = deque(st.stream)
         self.batches_this_epoch = st.batches
+        self._pull_error = None
 
     def close(self) -> None:
         """Stop the worker threads and close the executor (the engine owns it)."""
@@ -262,6 +268,9 @@ class BatchEngine:
 
     def _pull(self) -> bool:
         """Take the next batch from the order, parse and plan what MXNet parses with it. False at the end."""
+        if self._pull_error is not None:
+            err, self._pull_error = self._pull_error, None
+            raise err
         b = self.order.next_batch()
         if b is None:
             return False
@@ -272,6 +281,15 @@ class BatchEngine:
         for k, seq in enumerate(b.parse_seq.tolist()):
             self.stream.append(Slot(seq, k >= wrapped_from))
         return True
+
+    def _parse_ahead(self) -> None:
+        """Parse and plan the next batch while the workers run this one: the same calls in the same order,
+        made earlier. An error is kept and raised by the pull that would have made it."""
+        try:
+            while len(self.stream) < self.cfg.batch_size and self._pull():
+                pass
+        except Exception as e:  # noqa: BLE001 (re-raised by the next _pull)
+            self._pull_error = e
 
     # -- stage 3: decode and execute ---------------------------------------------------------------------
     def _run_one(self, p: Parsed, out: np.ndarray, mask_out: np.ndarray | None = None) -> None:
@@ -286,7 +304,7 @@ class BatchEngine:
                                             self.cfg.channels)
             except DecodeError as e:
                 raise self._located(p.record, p.image_id, e) from None
-            if image.shape[:2] != p.plan.src_shape[:2] or image.dtype.name != p.plan.src_dtype:
+            if image.shape[:2] != p.plan.src_shape[:2] or image.dtype != p.plan.src_dtype:
                 raise self._located(p.record, p.image_id, DecodeError(
                     f"decoded {image.shape} {image.dtype}, header said {p.plan.src_shape} {p.plan.src_dtype}"))
         try:
@@ -307,7 +325,7 @@ class BatchEngine:
     def _mask_array(self, shape: tuple[int, ...]) -> np.ndarray | None:
         if self.masks is None:
             return None
-        return np.empty(shape + (1,) + self.cfg.out_shape[1:], self.masks.dtype)
+        return self._buffers.empty(shape + (1,) + self.cfg.out_shape[1:], self.masks.dtype)
 
     def _take(self, n: int) -> list[tuple[Slot, Parsed]]:
         """Up to ``n`` samples from the stream, dropping those already known to be unreadable."""
@@ -352,7 +370,7 @@ class BatchEngine:
                         ) -> tuple[list[tuple[Slot, Parsed]], np.ndarray, np.ndarray | None]:
         cfg = self.cfg
         bs = cfg.batch_size
-        data = np.empty((bs,) + cfg.out_shape, cfg.out_dtype)
+        data = self._buffers.empty((bs,) + cfg.out_shape, cfg.out_dtype)
         masks = self._mask_array((bs,))
         done: list[tuple[Slot, Parsed]] = []
         new = taken
@@ -376,6 +394,7 @@ class BatchEngine:
                      masks: np.ndarray | None = None) -> set[int]:
         futures = [self._pool.submit(self._run_one, p, data[k], None if masks is None else masks[k])
                    for k, (_, p) in enumerate(taken)]
+        self._parse_ahead()
         errors = {k: f.exception() for k, f in enumerate(futures)}
         return self._failures(taken, {k: e for k, e in errors.items() if e is not None})
 

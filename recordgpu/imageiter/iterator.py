@@ -119,7 +119,8 @@ class ImageRecordIter(DataIter):
         cfg = EngineConfig(batch_size=p.batch_size, channels=p.channels, out_shape=tuple(p.data_shape),
                            out_dtype=p.output_dtype, label_width=p.label_width, on_error=p.on_error,
                            threads=p.preprocess_threads, seed_aug=p.seed_aug, insightface=source.insightface,
-                           rescale_from_meta=aug.intensity_enabled and aug.intensity_units == "modality")
+                           rescale_from_meta=aug.intensity_enabled and aug.intensity_units == "modality",
+                           pooled_batches=max(1, p.prefetch_buffer) + 2)
         mean_image = None
         if p.mean_img and not aug.raw_output:
             if os.path.exists(p.mean_img):
