@@ -9,7 +9,7 @@ comma := ,
 TEST_STAMP = $(VENV)/.stamp-test-$(subst $(comma),-,$(TEST_EXTRAS))$(if $(TORCH),-torch)
 TORCH ?=
 
-.PHONY: demo test test-gpu venv venv-test bench bench-setup wheel docker compat clean
+.PHONY: demo test test-gpu bench-gpu venv venv-test bench bench-setup wheel docker compat clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ test: venv-test
 ## test-gpu: GPU-vs-CPU suite, in the current environment, on a CUDA machine
 test-gpu:
 	python -m pytest -q -m gpu tests
+
+## bench-gpu: iterators on CUDA GPU 0 (recordgpu device='gpu' vs DALI's mixed pipeline vs nvImageCodec decode
+## only), in the current environment; DALI runs in bench/.venv-dali (`python -m bench setup --device gpu`)
+BENCH_GPU_ARGS ?= --threads 8 --epochs 3 --rounds 3
+bench-gpu:
+	python -m bench iter --device gpu $(BENCH_GPU_ARGS)
 
 ## bench: RecordIO read throughput (generates ~1 GB under bench/data), then iterators vs DALI-CPU and MXNet
 bench: venv

@@ -7,7 +7,7 @@ import sys
 
 from . import iterators, read_throughput
 from .common import write_json
-from .peers import LOADERS, PEERS, LoaderUnavailable, interpreter
+from .peers import DEVICE_LOADERS, LOADERS, PEERS, LoaderUnavailable, interpreter
 
 
 def _setup(args: argparse.Namespace) -> int:
@@ -18,7 +18,12 @@ def _setup(args: argparse.Namespace) -> int:
         r = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
                             "scikit-image"])
         failed += r.returncode != 0
+    peer_loaders = DEVICE_LOADERS[args.device][2]
     for name in args.peers:
+        if name not in peer_loaders:
+            print(f"{name}: has no {args.device.upper()} pipeline; nothing to set up", flush=True)
+            continue
+        name = peer_loaders[name]
         try:
             py = interpreter(LOADERS[name], install=True)
             print(f"{name}: ready ({py})", flush=True)
@@ -54,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--peers", type=iterators.parse_peers, default=list(PEERS),
                    help=f"comma list of peers ({','.join(PEERS)})")
     s.add_argument("--no-skimage", action="store_true", help="do not pip install scikit-image")
+    s.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="set up the peers of the CPU bench (default) or of the GPU bench (DALI with CuPy)")
     return p
 
 

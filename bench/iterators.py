@@ -23,7 +23,7 @@ from typing import Callable
 
 from . import datasets
 from .common import fmt_num, format_table, machine_summary, write_json
-from .peers import LOADERS, PEERS, LoaderUnavailable, interpreter, run_loader
+from .peers import DEVICE_LOADERS, LOADERS, PEERS, LoaderUnavailable, interpreter, run_loader
 
 IMAGENET_MEAN = [123.68, 116.779, 103.939]
 IMAGENET_STD = [58.393, 57.12, 57.375]
@@ -141,12 +141,14 @@ def _output_desc(res: dict) -> str:
     return ("x".join(str(d) for d in shape) + " " + res.get("batch_dtype", "")).strip() if shape else ""
 
 
-def render(results: list[dict], dsets: dict, threads: int, epochs: int, batch_size: int, rounds: int = 1) -> str:
+def render(results: list[dict], dsets: dict, threads: int, epochs: int, batch_size: int, rounds: int = 1,
+           device: str = "cpu") -> str:
     """The side-by-side table (one row per setting and loader) plus recordgpu's memory check."""
+    floor_name, rg_name, _ = DEVICE_LOADERS[device]
     rows = []
     for r in results:
         res = r["result"]
-        floor = next((x for x in results if x["setting"] == r["setting"] and x["loader"] == "decode"), None)
+        floor = next((x for x in results if x["setting"] == r["setting"] and x["loader"] == floor_name), None)
         if "img_s" in res:
             rss = res.get("rss") or {}
             pct = pct_of_decode(r, floor)
@@ -160,14 +162,17 @@ def render(results: list[dict], dsets: dict, threads: int, epochs: int, batch_si
             why = res.get("skipped") or res.get("error", "")
             status = "skipped" if "skipped" in res else "ERROR"
             rows.append([r["setting"], LOADERS[r["loader"]].label, "-", "-", "-", "-", "-", "", f"{status}: {why}"])
+    gpus = sorted({r["result"]["gpu"] for r in results if r["result"].get("gpu")})
     lines = [
-        "Iterator throughput",
-        f"machine: {machine_summary()}",
+        "Iterator throughput" + (" on the GPU" if device == "gpu" else ""),
+        f"machine: {machine_summary()}" + (f"; GPU: {', '.join(gpus)}" if gpus else ""),
         f"threads={threads} for every loader, batch={batch_size}, {epochs} epochs per run, {rounds} runs per loader "
         "(interleaved); img/s = median over runs of the images delivered in batches (pad included) from the end "
         "of the first batch to the end of the last; % of decode = median over rounds of run / same round's "
-        "decode-only run; each run in its own process, batches copied to numpy; peak RssAnon = the highest "
-        "over runs",
+        "decode-only run; each run in its own process, "
+        + ("batches kept on the GPU (device synchronised after each batch); " if device == "gpu"
+           else "batches copied to numpy; ")
+        + "peak RssAnon = the highest over runs",
     ]
     for d in dsets.values():
         lines.append(f"data {d.name}: {d.rec} ({d.records} records, {d.file_bytes / 1e6:,.0f} MB; {d.source})")
@@ -176,7 +181,7 @@ def render(results: list[dict], dsets: dict, threads: int, epochs: int, batch_si
          "version / note"],
         rows, right=[False, False, True, True, True, True, True, False, False])]
     checks = [f"recordgpu {r['setting']}: {rss_verdict(r['spec'], batch_size, r['result'])}"
-              for r in results if r["loader"] == "recordgpu" and "img_s" in r["result"]]
+              for r in results if r["loader"] == rg_name and "img_s" in r["result"]]
     if checks:
         lines += ["", "memory (recordgpu):"] + ["  " + c for c in checks]
     return "\n".join(lines)
@@ -199,6 +204,9 @@ def parse_settings(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="cpu: CPU loaders (decode only, recordgpu, DALI CPU, MXNet); gpu: on CUDA GPU 0 "
+                        "(nvImageCodec decode only, recordgpu device='gpu', DALI mixed pipeline)")
     p.add_argument("--threads", type=int, default=2, help="decoding threads for every loader (default 2)")
     p.add_argument("--peers", type=parse_peers, default=list(PEERS),
                    help=f"comma list of peers to compare ({','.join(PEERS)}; 'none' for none)")
@@ -237,8 +245,13 @@ def run(args: argparse.Namespace) -> dict:
     if min(args.threads, args.epochs, args.batch_size, args.rounds) < 1:
         raise SystemExit("--threads, --epochs, --batch-size and --rounds must be positive")
     dsets = build_datasets(args)
+    device = getattr(args, "device", "cpu")
+    floor_name, rg_name, peer_names = DEVICE_LOADERS[device]
+    for peer in args.peers:
+        if peer not in peer_names:
+            print(f"{peer}: has no {device.upper()} pipeline to compare; left out", flush=True)
     pythons: dict[str, str | LoaderUnavailable] = {}
-    for name in ["decode", "recordgpu", *args.peers]:
+    for name in [floor_name, rg_name, *(peer_names[p] for p in args.peers if p in peer_names)]:
         try:
             pythons[name] = interpreter(LOADERS[name], install=not args.no_install)
         except LoaderUnavailable as e:
@@ -252,7 +265,10 @@ def run(args: argparse.Namespace) -> dict:
         ds = dsets[st["dataset"]]
         kw = iter_kwargs(st, str(ds.rec.resolve()), str(ds.idx.resolve()), args.batch_size, args.threads,
                          args.seed)
+        if device == "gpu":
+            kw["device"] = "gpu"  # recordgpu only; DALI's runner builds its own pipeline from the setting
         configs[sname] = {"setting": {**st, "name": sname}, "iter_kwargs": kw, "rec": kw["path_imgrec"],
+                          "device": device,
                           "idx": kw["path_imgidx"], "kind": st["kind"], "threads": args.threads,
                           "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed}
     runs: dict[tuple[str, str], list[dict]] = {(s, n): [] for s in args.settings for n in pythons}
@@ -264,18 +280,18 @@ def run(args: argparse.Namespace) -> dict:
             for name, py in pythons.items():
                 if isinstance(py, LoaderUnavailable):
                     res = {"skipped": str(py)}
-                elif name == "decode" and dataset in decoded:  # same work as for an earlier setting
+                elif name == floor_name and dataset in decoded:  # same work as for an earlier setting
                     res = decoded[dataset]
                 else:
                     print(f"round {rnd + 1}/{args.rounds}, {sname}: running {LOADERS[name].label} ...", flush=True)
                     res = run_loader(LOADERS[name], py, config, args.timeout)
-                    if name == "decode":
+                    if name == floor_name:
                         decoded[dataset] = res
                 runs[(sname, name)].append(res)
     results = [{"setting": s, "loader": n, "spec": configs[s]["setting"], "result": combine(rs), "runs": rs}
                for (s, n), rs in runs.items()]
-    print(render(results, dsets, args.threads, args.epochs, args.batch_size, args.rounds), flush=True)
-    out = {"bench": "iter", "threads": args.threads, "epochs": args.epochs, "batch_size": args.batch_size,
+    print(render(results, dsets, args.threads, args.epochs, args.batch_size, args.rounds, device), flush=True)
+    out = {"bench": "iter", "device": device, "threads": args.threads, "epochs": args.epochs, "batch_size": args.batch_size,
            "rounds": args.rounds,
            "datasets": {k: {"rec": str(d.rec), "records": d.records, "file_bytes": d.file_bytes,
                             "source": d.source} for k, d in dsets.items()},

@@ -151,3 +151,39 @@ def test_generated_datasets_decode(tmp_path):
         _, img = unpack_img(bytes(rf.payload(0)), -1)
         assert img.dtype == np.uint16 and img.shape == (64, 64)
         assert 255 < int(img.max()) <= 4095  # 12-bit content, beyond 8 bits
+
+
+def test_iter_bench_gpu_mode(tmp_path, capsys):
+    """``--device gpu`` runs the GPU loaders; on a machine without a CUDA GPU (or CuPy) each one reports
+    itself skipped with the reason, and the table still renders."""
+    assert bench_main(["iter", "--device", "gpu", "--data", str(tmp_path), "--peers", "dali,mxnet",
+                       "--no-install", "--settings", "eval,gray16", "--n-photos", "4", "--n-gray", "2",
+                       "--gray-size", "64", "--batch-size", "2", "--epochs", "1", "--rounds", "1",
+                       "--photo-source", "synthetic"]) == 0
+    out = capsys.readouterr().out
+    assert "mxnet: has no GPU pipeline to compare; left out" in out
+    assert out.count("Iterator throughput on the GPU") == 1
+    _, rows = _table(out, "setting")
+    assert {r[1] for r in rows} == {"decode only (nvImageCodec)", "recordgpu ImageRecordIter (GPU)",
+                                    "DALI GPU pipeline (mixed)"}
+    for r in rows:
+        if r[2] == "-":
+            assert r[-1].startswith("skipped:") and ("GPU" in r[-1] or "CuPy" in r[-1] or ".venv-dali" in r[-1]
+                                                     or "nvImageCodec" in r[-1]), r
+        else:
+            _check_rate_cells(r)
+
+
+def test_dali_gpu_pipeline_is_defined_for_every_setting():
+    """The DALI peer of the GPU bench: mixed decoders on GPU 0 for each setting (defined, not built: building
+    needs a GPU)."""
+    pytest.importorskip("nvidia.dali")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "peers"))
+    import dali_runner
+    from bench.iterators import SETTINGS
+
+    for name, st in SETTINGS.items():
+        cfg = {"setting": {**st, "name": name}, "batch_size": 4, "threads": 1, "rec": "x.rec", "idx": "x.idx",
+               "device": "gpu"}
+        assert dali_runner.build(cfg).device_id == 0
+        assert dali_runner.build({**cfg, "device": "cpu"}).device_id is None

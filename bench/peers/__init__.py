@@ -46,17 +46,26 @@ class Loader:
         return self.venv is not None
 
 
+_DALI_IMPORT = "import nvidia.dali.fn, nvidia.dali.types; from nvidia.dali import pipeline_def"
 LOADERS: dict[str, Loader] = {
     "decode": Loader("decode", "decode only (cv2.imdecode)", "decode_runner.py"),
     "recordgpu": Loader("recordgpu", "recordgpu ImageRecordIter", "recordgpu_runner.py"),
     "dali": Loader("dali", "DALI CPU pipeline", "dali_runner.py", venv=".venv-dali",
-                   requirements=("nvidia-dali-cuda120",),
-                   import_check="import nvidia.dali.fn, nvidia.dali.types; from nvidia.dali import pipeline_def"),
+                   requirements=("nvidia-dali-cuda120",), import_check=_DALI_IMPORT),
     "mxnet": Loader("mxnet", "MXNet ImageRecordIter", "mxnet_runner.py", venv=".venv-mxnet",
                     requirements=("mxnet==1.9.1", "numpy<1.24"),
                     import_check="import mxnet; mxnet.io.ImageRecordIter"),
+    # --device gpu: the same settings on one CUDA GPU
+    "decode-gpu": Loader("decode-gpu", "decode only (nvImageCodec)", "gpu_decode_runner.py"),
+    "recordgpu-gpu": Loader("recordgpu-gpu", "recordgpu ImageRecordIter (GPU)", "recordgpu_runner.py"),
+    "dali-gpu": Loader("dali-gpu", "DALI GPU pipeline (mixed)", "dali_runner.py", venv=".venv-dali",
+                       requirements=("nvidia-dali-cuda120", "cupy-cuda12x"),
+                       import_check=_DALI_IMPORT + "; import cupy"),
 }
-PEERS = tuple(n for n, ld in LOADERS.items() if ld.is_peer)
+PEERS = ("dali", "mxnet")
+#: loaders per device: the decode-only floor, recordgpu, and the peers that run there (by --peers name)
+DEVICE_LOADERS = {"cpu": ("decode", "recordgpu", {"dali": "dali", "mxnet": "mxnet"}),
+                  "gpu": ("decode-gpu", "recordgpu-gpu", {"dali": "dali-gpu"})}
 
 
 def _python_in(venv: Path) -> Path:
@@ -91,8 +100,9 @@ def interpreter(loader: Loader, install: bool = True, log: Callable[[str], None]
     if python.exists() and _import_ok(python, loader.import_check) is None:
         return str(python)
     if not install:
+        gpu = loader.name.endswith("-gpu")
         raise LoaderUnavailable(f"{venv} is missing or broken; create it with `python -m bench setup "
-                                f"--peers {loader.name}`")
+                                f"--peers {loader.name.removesuffix('-gpu')}{' --device gpu' if gpu else ''}`")
     log(f"setting up {venv} (pip install {' '.join(loader.requirements)}) ...")
     try:
         if not python.exists():

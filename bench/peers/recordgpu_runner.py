@@ -1,7 +1,9 @@
 """Runner: ``recordgpu.ImageRecordIter`` with MXNet's keyword arguments (executed by the harness).
 
-Config: ``iter_kwargs`` (passed as is), ``epochs``, ``rss_interval_s``. Skips when the installed
-recordgpu has no ``ImageRecordIter`` yet. See ``runner_common`` for the protocol.
+Config: ``iter_kwargs`` (passed as is; ``device='gpu'`` in the GPU bench), ``epochs``, ``rss_interval_s``.
+CPU batches are copied to numpy with ``asnumpy()`` as a training script written for MXNet does; GPU batches
+stay on the device, which is synchronised after each one. Skips when the installed recordgpu has no
+``ImageRecordIter`` yet, or (GPU bench) when there is no CUDA GPU. See ``runner_common`` for the protocol.
 """
 from __future__ import annotations
 
@@ -18,8 +20,14 @@ def main() -> None:
 
     if not hasattr(recordgpu, "ImageRecordIter"):
         rc.skip(f"recordgpu {recordgpu.__version__} has no ImageRecordIter yet")
-    sampler = rc.RssSampler(cfg.get("rss_interval_s", 0.01))
     kw = dict(cfg["iter_kwargs"])
+    on_gpu = kw.get("device") == "gpu"
+    cupy = gpu_name = None
+    if on_gpu:
+        import gpu_common
+
+        cupy, gpu_name = gpu_common.require_gpu()
+    sampler = rc.RssSampler(cfg.get("rss_interval_s", 0.01))
     t0 = time.perf_counter()
     it = recordgpu.ImageRecordIter(**kw)
 
@@ -28,14 +36,24 @@ def main() -> None:
             it.reset()
         for batch in it:
             data = batch.data[0]
-            arr = data.asnumpy() if hasattr(data, "asnumpy") else np.asarray(data)
-            rc.checksum(arr)
+            if on_gpu:
+                gpu_common.finish(cupy, data)
+                arr = data
+            else:
+                arr = data.asnumpy() if hasattr(data, "asnumpy") else np.asarray(data)
+                rc.checksum(arr)
             yield arr.shape[0], arr  # pad images included: they were decoded too
 
     res = rc.run_epochs(int(cfg["epochs"]), epoch, t0, sampler)
     res["rss"] = sampler.stop()
     res["version"] = f"recordgpu {recordgpu.__version__}"
     res["prefetch_buffer"] = int(kw.get("prefetch_buffer", getattr(it, "prefetch_buffer", 4)))
+    if on_gpu:
+        res["gpu"] = gpu_name
+        res["note"] = f"CuPy pool {gpu_common.pool_mb(cupy):,.0f} MB after the run"
+        stats = getattr(it, "decode_stats", None)
+        if stats:
+            res["note"] += f"; decode {stats}"
     rc.emit(res)
 
 

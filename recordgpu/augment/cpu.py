@@ -355,7 +355,9 @@ def _write(img: np.ndarray, st: Normalize, out: np.ndarray) -> None:
         mean = mi[k] if mi is not None else F32(st.mean[k])
         np.subtract(img[:, :, st.swap[k]], mean, out=tgt[k], dtype=F32)
         tgt[k] *= F32(st.mult[k])
-        tgt[k] += F32(st.bias[k])
+        # x + 0.0 == x bit for bit unless x is -0.0, which (integer - mean) * (mult > 0) never is
+        if st.bias[k] != 0 or not st.mult[k] > 0 or img.dtype.kind == "f":
+            tgt[k] += F32(st.bias[k])
     if od != "float32":
         with np.errstate(over="ignore"):  # beyond float16's range is inf, as IEEE rounding gives
             dst[...] = tgt.astype(out.dtype)
