@@ -1,8 +1,9 @@
 """The Dockerfiles install this package and smoke-test it (checked by parsing; no Docker engine needed).
 
 What each image must do, derived from pyproject.toml so the test follows packaging changes: copy every file
-the build backend reads before ``pip install``, install ``.`` (CPU) or ``.[gpu]`` (GPU, on a CUDA 12 base,
-since the GPU extra is built for CUDA 12), then run ``recordgpu info`` and only modules / subcommands that exist.
+the build backend reads before ``pip install``, install ``.[codecs]`` (CPU, with the fast exact decoders) or
+``.[gpu]`` (GPU, on a CUDA 12 base, since the GPU extra is built for CUDA 12), then run ``recordgpu info``
+and only modules / subcommands that exist.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def build_inputs() -> set[str]:
     return {Path(x).parts[0] for x in need}
 
 
-IMAGES = {"cpu": ("Dockerfile.cpu", "."), "gpu": ("Dockerfile.gpu", ".[gpu]")}
+IMAGES = {"cpu": ("Dockerfile.cpu", ".[codecs]"), "gpu": ("Dockerfile.gpu", ".[gpu]")}
 
 
 @pytest.fixture(params=sorted(IMAGES))
