@@ -4,7 +4,6 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 
 from conftest import oracle_path
 from recordgpu import recordio

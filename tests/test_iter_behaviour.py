@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import ORACLE, load_sources
+from conftest import ORACLE
 from recordgpu import ImageRecordIter, RecordIOError, recordio
 from recordgpu.recfile import RecordFile
 

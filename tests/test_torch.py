@@ -215,7 +215,7 @@ def test_insightface_records_are_images_labelled_by_identity(tmp_path):
 
 
 def test_iterator_options_and_unknown_keywords_are_refused():
-    rec, idx = oracle_path("color8.rec"), oracle_path("color8.idx")
+    rec = oracle_path("color8.rec")
     with pytest.raises(TypeError, match="batch_size, shuffle"):
         RecordDataset(rec, (3, 32, 32), batch_size=4, shuffle=True)
     with pytest.raises(TypeError, match="seed_aug"):

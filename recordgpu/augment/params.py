@@ -139,15 +139,11 @@ def _parse_dtype(v: Any) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class AugmentParams:
-    """Every parameter of MXNet's default augmenter and normaliser, with MXNet's defaults.
+@dataclass(frozen=True, kw_only=True)
+class AugmenterFields:
+    """MXNet's ``DefaultImageAugmentParam`` and ``ImageNormalizeParam`` fields with MXNet's defaults, declared
+    once for :class:`AugmentParams` and for the iterator's parameters (``imageiter.params.IterParams``)."""
 
-    ``mean_*``, ``std_*``, ``fill_value`` and the mean image are in source units (0-255 for 8-bit images,
-    0-65535 for 16-bit ones). ``dtype`` is the output dtype (None means float32).
-    """
-
-    data_shape: tuple[int, int, int]
     # DefaultImageAugmentParam
     resize: int = -1
     rand_crop: bool = False
@@ -191,6 +187,17 @@ class AugmentParams:
     scale: float = 1.0
     max_random_contrast: float = 0.0
     max_random_illumination: float = 0.0
+
+
+@dataclass(frozen=True)
+class AugmentParams(AugmenterFields):
+    """Every parameter of MXNet's default augmenter and normaliser, with MXNet's defaults.
+
+    ``mean_*``, ``std_*``, ``fill_value`` and the mean image are in source units (0-255 for 8-bit images,
+    0-65535 for 16-bit ones). ``dtype`` is the output dtype (None means float32).
+    """
+
+    data_shape: tuple[int, int, int]
     # output and RNG
     dtype: str = "float32"
     seed_aug: int | None = None
@@ -406,5 +413,5 @@ class AugmentParams:
         return (self.std_r, self.std_g, self.std_b, self.std_a)
 
 
-__all__ = ["AugmentParams", "OUTPUT_DTYPES", "VALID_INTER_METHODS", "INTER_MESSAGE", "NORMALIZE_MODES",
+__all__ = ["AugmentParams", "AugmenterFields", "OUTPUT_DTYPES", "VALID_INTER_METHODS", "INTER_MESSAGE", "NORMALIZE_MODES",
            "INTENSITY_UNITS"]

@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..augment.params import AugmenterFields
 from .distributed import resolve_parts
 
 __all__ = ["IterParams", "UnknownArgumentWarning", "parse_iter_kwargs", "known_parameters", "SUPPORTED_DTYPES"]
@@ -441,7 +442,7 @@ _AUGMENT_FIELDS = tuple(name for name, _, _ in _AUGMENT) + tuple(
 
 
 @dataclass(frozen=True)
-class IterParams:
+class IterParams(AugmenterFields):
     """Every ``ImageRecordIter`` parameter with MXNet's name and default, plus recordgpu's own.
 
     Build it with :func:`parse_iter_kwargs`. Float parameters hold the C++ ``float`` MXNet would hold.
@@ -475,49 +476,6 @@ class IterParams:
     prefetch_buffer: int = 4
     ctx: str = "gpu"
     dtype: str | None = None
-    # DefaultImageAugmentParam
-    resize: int = -1
-    rand_crop: bool = False
-    random_resized_crop: bool = False
-    max_rotate_angle: int = 0
-    max_aspect_ratio: float = 0.0
-    min_aspect_ratio: float | None = None
-    max_shear_ratio: float = 0.0
-    max_crop_size: int = -1
-    min_crop_size: int = -1
-    max_random_scale: float = 1.0
-    min_random_scale: float = 1.0
-    max_random_area: float = 1.0
-    min_random_area: float = 1.0
-    max_img_size: float = 1e10
-    min_img_size: float = 0.0
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-    pca_noise: float = 0.0
-    random_h: int = 0
-    random_s: int = 0
-    random_l: int = 0
-    rotate: int = -1
-    fill_value: int = 255
-    inter_method: int = 1
-    pad: int = 0
-    rotate_list: tuple[int, ...] = ()
-    # ImageNormalizeParam
-    mirror: bool = False
-    rand_mirror: bool = False
-    mean_img: str = ""
-    mean_r: float = 0.0
-    mean_g: float = 0.0
-    mean_b: float = 0.0
-    mean_a: float = 0.0
-    std_r: float = 1.0
-    std_g: float = 1.0
-    std_b: float = 1.0
-    std_a: float = 1.0
-    scale: float = 1.0
-    max_random_contrast: float = 0.0
-    max_random_illumination: float = 0.0
     # recordgpu
     device: str = "auto"
     on_error: str = "raise"
