@@ -171,7 +171,8 @@ def render(results: list[dict], dsets: dict, threads: int, epochs: int, batch_si
         "of the first batch to the end of the last; % of decode = median over rounds of run / same round's "
         "decode-only run; each run in its own process, "
         + ("batches kept on the GPU (device synchronised after each batch); " if device == "gpu"
-           else "batches copied to numpy; ")
+           else "batches taken as numpy the cheapest way each loader offers (recordgpu, DALI: zero-copy; "
+                "MXNet: asnumpy(), a copy); ")
         + "peak RssAnon = the highest over runs",
     ]
     for d in dsets.values():

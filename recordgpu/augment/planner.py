@@ -59,6 +59,7 @@ class Planner:
         fv = float(p.fill_value)
         # MXNet passes cv::Scalar(fill, fill, fill): a fourth (alpha) channel is filled with 0
         self._fill = {1: (fv,), 3: (fv, fv, fv), 4: (fv, fv, fv, 0.0)}[c]
+        self._normalize_cache: dict[tuple[float, float, bool], Normalize] = {}  # Normalize stages are immutable
 
     # --- public API ---------------------------------------------------------------------------------
     def plan_sample(self, src_h: int, src_w: int, src_c: int, rng: MT19937, *, slot: int | None = None,
@@ -285,6 +286,17 @@ class Planner:
         mrc, mri, sc = F32(p.max_random_contrast), F32(p.max_random_illumination), F32(p.scale)
         contrast = F32(F32(F32(F32(F32(u01(rng) * mrc) * F32(2)) - mrc) + F32(1)) * sc)
         illum = F32(F32(F32(F32(u01(rng) * mri) * F32(2)) - mri) * sc)
+        key = (float(contrast), float(illum), mirror)  # without random contrast / illumination: one key
+        cached = self._normalize_cache.get(key)
+        if cached is None:
+            if len(self._normalize_cache) >= 4096:
+                self._normalize_cache.clear()
+            cached = self._normalize_cache[key] = self._normalize_stage(contrast, illum, mirror)
+        return cached
+
+    def _normalize_stage(self, contrast: np.float32, illum: np.float32, mirror: bool) -> Normalize:
+        p = self.params
+        c = p.channels
         std = [F32(v) for v in p.std_rgba[:c]]
         if self._mean_image is not None:
             mean = (0.0,) * c
