@@ -100,3 +100,16 @@ def test_dropped_batches_are_recycled_by_the_iterator():
             it.reset()
         pool = it._engine._buffers
         assert pool.reused >= n - (1 + 2) - 1 and pool.allocated <= 1 + 2 + 1
+
+
+def test_torch_from_dlpack_keeps_it_alive():
+    torch = pytest.importorskip("torch")
+    pool = BatchBuffers(keep=1)
+    a = pool.empty(SHAPE, np.float32)
+    a[...] = 5
+    t = torch.from_dlpack(a)
+    del a
+    gc.collect()
+    b = pool.empty(SHAPE, np.float32)
+    b[...] = 0
+    assert float(t.sum()) == 5 * np.prod(SHAPE)

@@ -671,3 +671,32 @@ def test_oracle_seed_aug_distinguishes_the_wrap_chunk(oracle_cases):
     at0 = window(img, *random_crop(MT19937(0 + 5 + 111), img))
     at4 = window(img, *random_crop(MT19937(4 + 5 + 111), img))
     assert np.array_equal(data, at0) and not np.array_equal(data, at4)
+
+
+def test_shuffled_state_dict_is_small_and_redraws_the_permutation():
+    """A shuffled order's state stores the RNG state that drew the permutation, not the permutation."""
+    n = 200_000
+    lay = layout_of([1] * n, True)
+    o = BatchOrder(lay, 256, shuffle=True, seed=9)
+    o.reset()  # second epoch: a permutation drawn from an advanced RNG
+    for _ in range(3):
+        o.next_batch()
+    st = json.loads(json.dumps(o.state_dict()))
+    assert len(json.dumps(st)) < 50_000
+    fresh = BatchOrder(lay, 256, shuffle=True, seed=9)
+    fresh.load_state_dict(st)
+    for _ in range(5):
+        assert fresh.next_batch().records.tolist() == o.next_batch().records.tolist()
+
+
+def test_state_with_a_stored_permutation_still_loads():
+    lay = layout_of([120] * 11, True)
+    o = BatchOrder(lay, 4, shuffle=True, seed=5)
+    o.next_batch()
+    st = json.loads(json.dumps(o.state_dict()))
+    src = st["source"]
+    src["perm"] = BatchOrder(lay, 4, shuffle=True, seed=5)._source.perm.tolist()
+    del src["perm_rng"]  # the layout of states saved by recordgpu before perm_rng
+    fresh = BatchOrder(lay, 4, shuffle=True, seed=5)
+    fresh.load_state_dict(st)
+    assert fresh.next_batch().records.tolist() == o.next_batch().records.tolist()
