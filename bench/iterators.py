@@ -292,8 +292,8 @@ def run(args: argparse.Namespace) -> dict:
     results = [{"setting": s, "loader": n, "spec": configs[s]["setting"], "result": combine(rs), "runs": rs}
                for (s, n), rs in runs.items()]
     print(render(results, dsets, args.threads, args.epochs, args.batch_size, args.rounds, device), flush=True)
-    out = {"bench": "iter", "device": device, "threads": args.threads, "epochs": args.epochs, "batch_size": args.batch_size,
-           "rounds": args.rounds,
+    out = {"bench": "iter", "device": device, "threads": args.threads, "epochs": args.epochs,
+           "batch_size": args.batch_size, "rounds": args.rounds,
            "datasets": {k: {"rec": str(d.rec), "records": d.records, "file_bytes": d.file_bytes,
                             "source": d.source} for k, d in dsets.items()},
            "results": results}

@@ -2,18 +2,18 @@
 
 OpenCV's ``imdecode`` is the reference decoder (it is what MXNet used), but for the two formats that fill
 almost every ``.rec`` it is not the fastest way to the same pixels: imagecodecs (optional extra ``codecs``)
-calls libjpeg-turbo with the same settings as OpenCV (accurate integer IDCT, fancy upsampling), ~25%
-faster because it writes BGR straight from the decoder, and libpng with zlib-ng, ~30% faster on 16-bit
-PNGs. Both release the GIL.
+calls libjpeg-turbo with the same settings as OpenCV (accurate integer IDCT, fancy upsampling) and writes BGR
+straight from the decoder, 10-25% faster on one core, and its libpng build is ~30% faster on 16-bit PNGs.
+Both release the GIL.
 
 :func:`decode` takes only the cases where the result is the same array as OpenCV's, and returns None for
 everything else, so the caller decodes with OpenCV:
 
-* JPEG: complete (ending with its EOI marker) 8-bit Huffman DCT (baseline, extended, progressive) with 1 or 3 components, asked for 1 or 3
-  channels, and no Exif orientation to apply (no Exif block, or orientation 1);
-* PNG: complete (ending with IEND) 8/16-bit gray, RGB or RGBA whose chunks before the image data change no sample (no transparency,
-  palette, significant-bits or unknown chunks), asked for gray from gray, BGR from gray/RGB/RGBA (alpha
-  dropped) or BGRA from RGBA.
+* JPEG: complete (ending with its EOI marker) 8-bit Huffman DCT (baseline, extended, progressive) with 1 or
+  3 components, asked for 1 or 3 channels, and no Exif orientation to apply (no Exif block, or orientation 1);
+* PNG: complete (ending with IEND) 8/16-bit gray, RGB or RGBA whose chunks before the image data change no
+  sample (no transparency, palette, significant-bits or unknown chunks), asked for gray from gray, BGR from
+  gray/RGB/RGBA (alpha dropped) or BGRA from RGBA.
 
 Any error of the fast decoder also returns None: OpenCV then decides, error behaviour included. Set the
 environment variable ``RECORDGPU_FAST_DECODE=0`` (read at import) to always decode with OpenCV.

@@ -2,7 +2,7 @@
 
 The GPU bench's floor: records come from ``recordgpu.recfile.RecordFile`` (zero-copy views), the IRHeader is
 skipped, and each batch of ``batch_size`` payloads goes to ``NvImageCodecDecoder.decode_batch`` (8-bit JPEG on
-the GPU: hardware decoder where present, CUDA otherwise; PNG on its CPU backend, as recordgpu routes it),
+the GPU: hardware decoder where present, CUDA otherwise; PNG with recordgpu's CPU decoder, as recordgpu routes it),
 then the device is synchronised. Nothing is resized or normalised. Config: ``rec``, ``idx``, ``kind``,
 ``threads`` (nvImageCodec's CPU threads), ``batch_size``, ``epochs``.
 """

@@ -1,9 +1,11 @@
 """Runner: ``recordgpu.ImageRecordIter`` with MXNet's keyword arguments (executed by the harness).
 
 Config: ``iter_kwargs`` (passed as is; ``device='gpu'`` in the GPU bench), ``epochs``, ``rss_interval_s``.
+
 CPU batches are numpy arrays already and are used as they are (``np.asarray``, no copy; ``asnumpy()`` would
-copy, as MXNet's does); GPU batches stay on the device, which is synchronised after each one. Skips when the installed recordgpu has no
-``ImageRecordIter`` yet, or (GPU bench) when there is no CUDA GPU. See ``runner_common`` for the protocol.
+copy, as MXNet's does); GPU batches stay on the device, which is synchronised after each one. Skips when the
+installed recordgpu has no ``ImageRecordIter`` yet, or (GPU bench) when there is no CUDA GPU. See
+``runner_common`` for the protocol.
 """
 from __future__ import annotations
 

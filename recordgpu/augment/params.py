@@ -413,5 +413,5 @@ class AugmentParams(AugmenterFields):
         return (self.std_r, self.std_g, self.std_b, self.std_a)
 
 
-__all__ = ["AugmentParams", "AugmenterFields", "OUTPUT_DTYPES", "VALID_INTER_METHODS", "INTER_MESSAGE", "NORMALIZE_MODES",
-           "INTENSITY_UNITS"]
+__all__ = ["AugmentParams", "AugmenterFields", "OUTPUT_DTYPES", "VALID_INTER_METHODS", "INTER_MESSAGE",
+           "NORMALIZE_MODES", "INTENSITY_UNITS"]

@@ -1,7 +1,7 @@
 """Batch arrays that are reused once nobody holds them any more.
 
-A fresh 40 MB batch array per batch costs page faults and zeroing in every worker thread that first writes
-to it, and the kernel serialises those faults. :class:`BatchBuffers` keeps up to ``keep`` arrays and hands
+A fresh 40 MB batch array per batch is a fresh mmap: page faults and kernel zeroing in every worker thread
+that first writes to it. :class:`BatchBuffers` keeps up to ``keep`` arrays and hands
 one out again only when its reference count shows that no batch, view, DLPack capsule or tensor made from
 it is alive: a batch handed to the caller stays valid for as long as the caller keeps any reference to it.
 On interpreters where reference counts are not exact (free-threaded builds) it always allocates.

@@ -9,7 +9,8 @@ Stages, each testable on its own:
    from the single MXNet-order RNG stream — so plans, and hence outputs, do not depend on thread count.
    On the CPU path the next batch is parsed while the workers decode this one (same calls, same order);
 3. **decode + execute**: an executor object. The CPU one (the host reference) runs per sample in a thread
-   pool, each sample decoded at full depth and written into its slot of a fresh batch array. A *batch*
+   pool, each sample decoded at full depth and written into its slot of a batch array (a new one, or a
+   pooled one that nothing references any more: :mod:`.buffers`). A *batch*
    executor (the GPU path, ``batched = True``) gets the whole batch: ``prepare`` decodes and uploads it
    (per-sample errors come back as exceptions), ``execute`` runs the plans into a fresh device batch and
    returns it with an event that marks it ready. Either way the same samples fill the same slots.
