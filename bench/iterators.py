@@ -110,6 +110,8 @@ def combine(runs: list[dict]) -> dict:
     out["img_s"] = statistics.median(rates)
     out["img_s_range"] = [rates[0], rates[-1]]
     out["startup_s"] = statistics.median(r["startup_s"] for r in ok)
+    cpus = [r["cpu_ms_per_img"] for r in ok if r.get("cpu_ms_per_img") is not None]
+    out["cpu_ms_per_img"] = statistics.median(cpus) if cpus else None
 
     worst = max(ok, key=lambda r: epoch_growth(r.get("rss", {}).get("epoch_peak_mb") or []) or 0.0)
     out["rss"] = {**worst.get("rss", {}), "peak_mb": max(r.get("rss", {}).get("peak_mb", 0.0) for r in ok)}
@@ -154,14 +156,16 @@ def render(results: list[dict], dsets: dict, threads: int, epochs: int, batch_si
             pct = pct_of_decode(r, floor)
             pct = f"{pct:.0f}%" if pct is not None else "-"
             lo, hi = res.get("img_s_range", [res["img_s"]] * 2)
+            cpu = res.get("cpu_ms_per_img")
             rows.append([r["setting"], LOADERS[r["loader"]].label, fmt_num(res["img_s"]),
-                         f"{fmt_num(lo)}-{fmt_num(hi)}", pct,
+                         f"{fmt_num(lo)}-{fmt_num(hi)}", pct, "-" if cpu is None else f"{cpu:.2f}",
                          f"{res['startup_s']:.3f}", fmt_num(rss.get("peak_mb")), _output_desc(res),
                          "; ".join(x for x in (res.get("version"), res.get("note")) if x)])
         else:
             why = res.get("skipped") or res.get("error", "")
             status = "skipped" if "skipped" in res else "ERROR"
-            rows.append([r["setting"], LOADERS[r["loader"]].label, "-", "-", "-", "-", "-", "", f"{status}: {why}"])
+            rows.append([r["setting"], LOADERS[r["loader"]].label, "-", "-", "-", "-", "-", "-", "",
+                         f"{status}: {why}"])
     gpus = sorted({r["result"]["gpu"] for r in results if r["result"].get("gpu")})
     lines = [
         "Iterator throughput" + (" on the GPU" if device == "gpu" else ""),
@@ -169,7 +173,8 @@ def render(results: list[dict], dsets: dict, threads: int, epochs: int, batch_si
         f"threads={threads} for every loader, batch={batch_size}, {epochs} epochs per run, {rounds} runs per loader "
         "(interleaved); img/s = median over runs of the images delivered in batches (pad included) from the end "
         "of the first batch to the end of the last; % of decode = median over rounds of run / same round's "
-        "decode-only run; each run in its own process, "
+        "decode-only run; CPU ms/img = the loader process's CPU time (all threads, user + system) per image over "
+        "the same span, median over runs (steadier than img/s on a shared machine); each run in its own process, "
         + ("batches kept on the GPU (device synchronised after each batch); " if device == "gpu"
            else "batches taken as numpy the cheapest way each loader offers (recordgpu, DALI: zero-copy; "
                 "MXNet: asnumpy(), a copy); ")
@@ -178,9 +183,9 @@ def render(results: list[dict], dsets: dict, threads: int, epochs: int, batch_si
     for d in dsets.values():
         lines.append(f"data {d.name}: {d.rec} ({d.records} records, {d.file_bytes / 1e6:,.0f} MB; {d.source})")
     lines += ["", format_table(
-        ["setting", "loader", "img/s", "range", "% of decode", "startup s", "peak RssAnon MB", "output",
-         "version / note"],
-        rows, right=[False, False, True, True, True, True, True, False, False])]
+        ["setting", "loader", "img/s", "range", "% of decode", "CPU ms/img", "startup s", "peak RssAnon MB",
+         "output", "version / note"],
+        rows, right=[False, False, True, True, True, True, True, True, False, False])]
     checks = [f"recordgpu {r['setting']}: {rss_verdict(r['spec'], batch_size, r['result'])}"
               for r in results if r["loader"] == rg_name and "img_s" in r["result"]]
     if checks:

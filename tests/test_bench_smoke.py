@@ -46,11 +46,11 @@ def _positive(cell: str) -> float:
 
 
 def _check_rate_cells(row: list[str]) -> None:
-    """img/s, its min-max range over runs, % of decode, start-up and peak RSS are positive numbers."""
+    """img/s, its min-max range over runs, % of decode, CPU ms/img, start-up and peak RSS are positive numbers."""
     rate = _positive(row[2])
     lo, hi = (_positive(c) for c in row[3].split("-"))
     assert lo <= rate <= hi
-    for cell in row[4:7]:
+    for cell in row[4:8]:
         _positive(cell)
 
 
@@ -90,8 +90,8 @@ def test_iter_bench_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "machine:" in out and "threads=2" in out
     header, rows = _table(out, "setting")
-    assert header == ["setting", "loader", "img/s", "range", "% of decode", "startup s", "peak RssAnon MB",
-                      "output", "version / note"]
+    assert header == ["setting", "loader", "img/s", "range", "% of decode", "CPU ms/img", "startup s",
+                      "peak RssAnon MB", "output", "version / note"]
     assert [r[0] for r in rows] == ["eval"] * 2 + ["train"] * 2 + ["gray16"] * 2
     by = {(r[0], r[1]): r for r in rows}
     for setting in ("eval", "train", "gray16"):
@@ -104,7 +104,7 @@ def test_iter_bench_table(tmp_path, capsys):
         else:
             _check_rate_cells(rg)
             expect = "4x1x128x128 float32" if setting == "gray16" else "4x3x224x224 float32"
-            assert rg[7] == expect
+            assert rg[8] == expect
     doc = json.loads(js.read_text())
     assert {r["setting"] for r in doc["results"]} == {"eval", "train", "gray16"}
     for r in doc["results"]:

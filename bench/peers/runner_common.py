@@ -93,6 +93,8 @@ def run_epochs(epochs: int, epoch_batches: Callable[[int], Iterable[tuple[int, o
     ``epoch_batches(e)`` yields ``(images_in_batch, batch_array)`` for epoch ``e``; the array has already
     been materialised on the host. Throughput is measured from the end of the first batch (after
     start-up) to the end of the last one; ``t_construct`` is when the loader's construction began.
+    ``cpu_ms_per_img`` is the process's CPU time (user + system, all its threads) over the same span per
+    image: on a shared machine it moves less than the throughput does.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -107,6 +109,7 @@ def run_epochs(epochs: int, epoch_batches: Callable[[int], Iterable[tuple[int, o
             n_epoch += n
             if t_first is None:
                 t_first = time.perf_counter()
+                cpu_first = time.process_time()  # user + system of every thread, ns resolution
                 shape, dtype = list(getattr(arr, "shape", ())), str(getattr(arr, "dtype", ""))
             else:
                 steady_images += n
@@ -115,6 +118,7 @@ def run_epochs(epochs: int, epoch_batches: Callable[[int], Iterable[tuple[int, o
         epoch_rates.append(n_epoch / dt if dt > 0 else 0.0)
         sampler.end_epoch()
     t_end = time.perf_counter()
+    cpu_end = time.process_time()
     if t_first is None:
         raise RuntimeError("the loader produced no batch")
     steady_s = t_end - t_first
@@ -122,6 +126,7 @@ def run_epochs(epochs: int, epoch_batches: Callable[[int], Iterable[tuple[int, o
         "images": total,
         "img_s": steady_images / steady_s if steady_s > 0 and steady_images else total / (t_end - t_construct),
         "epoch_img_s": epoch_rates,
+        "cpu_ms_per_img": 1000 * (cpu_end - cpu_first) / steady_images if steady_images else None,
         "startup_s": t_first - t_construct,
         "batch_shape": shape,
         "batch_dtype": dtype,
