@@ -74,10 +74,11 @@ class ImageRecordIter(DataIter):
     with a warning and counted in :attr:`skipped`) and the output dtypes ``'uint16'``, ``'int16'``,
     ``'float16'``.
 
-    Batches are :class:`~recordgpu.imageiter.dataapi.DataBatch` objects; each batch owns fresh arrays. On
-    the CPU they are numpy arrays, on the GPU CuPy arrays on GPU ``device_id`` (data and label; ``index``
-    stays a host array); both also answer ``.asnumpy()`` and export DLPack. GPU batches are ready in the
-    order of the consumer's current CUDA stream: the iterator makes that stream wait for the batch.
+    Batches are :class:`~recordgpu.imageiter.dataapi.DataBatch` objects; each batch owns its arrays (the
+    CPU path reuses an array only when nothing references it any more). On the CPU they are numpy arrays,
+    on the GPU CuPy arrays on GPU ``device_id`` (data and label; ``index`` stays a host array); both also
+    answer ``.asnumpy()`` and export DLPack. GPU batches are ready in the order of the consumer's current
+    CUDA stream: the iterator makes that stream wait for the batch.
     :attr:`device` tells which path runs.
 
     With ``path_maskrec`` the batches carry ``label = [masks, labels]`` (``getlabel()`` returns the masks,
