@@ -215,3 +215,79 @@ def test_unpack_meta_and_mxnet_style_reads():
         np.testing.assert_array_equal(decoded, img)
     header, meta = recordio.unpack_meta(recordio.pack_img(recordio.IRHeader(0, 1.0, 2, 0), img, img_fmt=".png"))
     assert meta == {}
+
+
+def _meta_rec(tmp_path, n=7, with_meta=lambda k: k % 3 != 1):
+    """A .rec of n 16-bit PNGs; records with_meta(k) carry {"SOPInstanceUID": "uid-k", "k": k}."""
+    rec, idx = tmp_path / "m.rec", tmp_path / "m.idx"
+    w = recordio.MXIndexedRecordIO(str(idx), str(rec), "w")
+    for k in range(n):
+        png = codecs.encode(np.full((6, 5), 100 * k, np.uint16), ".png")
+        if with_meta(k):
+            png = attach_meta(png, {"SOPInstanceUID": f"uid-{k}", "k": k})
+        w.write_idx(k, recordio.pack(recordio.IRHeader(0, float(k), k, 0), png))
+    w.close()
+    return str(rec), str(idx)
+
+
+def test_iterator_returns_metadata_per_slot(tmp_path):
+    from recordgpu import ImageRecordIter
+
+    rec, idx = _meta_rec(tmp_path)
+    kw = dict(path_imgrec=rec, path_imgidx=idx, data_shape=(1, 6, 5), batch_size=3, dtype="uint16")
+    with ImageRecordIter(**kw) as it:
+        assert it.next().meta is None  # off by default
+    for shuffle, round_batch in ((False, False), (True, True)):
+        with ImageRecordIter(**kw, return_meta=True, shuffle=shuffle, round_batch=round_batch, seed=4) as it:
+            seen = 0
+            for b in it:
+                assert len(b.meta) == 3
+                real = 3 - b.pad if not round_batch else 3
+                for slot in range(3):
+                    m = b.meta[slot]
+                    if slot >= real:
+                        assert m is None  # a zero filler slot
+                        continue
+                    k = int(b.index[slot])
+                    assert int(b.data[0][slot, 0, 0, 0]) == 100 * k  # the slot's own record
+                    assert m == ({"SOPInstanceUID": f"uid-{k}", "k": k} if k % 3 != 1 else {})
+                    seen += 1
+            assert seen >= 7
+
+
+def test_unreadable_metadata_is_a_located_error_only_when_asked(tmp_path):
+    from recordgpu import ImageRecordIter, RecordIOError
+
+    rec, idx = tmp_path / "bad.rec", tmp_path / "bad.idx"
+    w = recordio.MXIndexedRecordIO(str(idx), str(rec), "w")
+    png = codecs.encode(np.zeros((4, 4), np.uint16), ".png")
+    bad = png[:33] + _png_text_chunk(b"recordgpu", b"{\"recordgpu\":1,\"meta\":{broken") + png[33:]
+    for k in range(2):
+        w.write_idx(k, recordio.pack(recordio.IRHeader(0, 0.0, k, 0), bad if k == 1 else png))
+    w.close()
+    kw = dict(path_imgrec=str(rec), path_imgidx=str(idx), data_shape=(1, 4, 4), batch_size=2, dtype="uint16")
+    with ImageRecordIter(**kw) as it:
+        assert it.next().data[0].shape == (2, 1, 4, 4)  # not asked: the pixels are fine
+    with pytest.raises(RecordIOError, match="record id 1: corrupt recordgpu metadata"):
+        with ImageRecordIter(**kw, return_meta=True) as it:
+            it.next()
+
+
+def _png_text_chunk(keyword: bytes, text: bytes) -> bytes:
+    body = keyword + b"\0" + text
+    return struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+
+
+def test_torch_iter_passes_metadata(tmp_path):
+    pytest.importorskip("torch")
+    from recordgpu import ImageRecordIter
+    from recordgpu.torch import TorchIter
+
+    rec, idx = _meta_rec(tmp_path, n=5, with_meta=lambda k: True)
+    it = ImageRecordIter(path_imgrec=rec, path_imgidx=idx, data_shape=(1, 6, 5), batch_size=2, dtype="uint16",
+                         return_meta=True, round_batch=False)
+    metas = [m for _, _, meta in TorchIter(it, meta=True) for m in meta]
+    assert [m["k"] for m in metas] == [0, 1, 2, 3, 4]  # the filler slot of the last batch trimmed with it
+    with pytest.raises(ValueError, match="return_meta"):
+        TorchIter(ImageRecordIter(path_imgrec=rec, data_shape=(1, 6, 5), batch_size=2, dtype="uint16"), meta=True)
+    it.close()

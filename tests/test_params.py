@@ -43,7 +43,7 @@ SPEC_DEFAULTS = {
     "max_random_contrast": 0.0, "max_random_illumination": 0.0,
     # recordgpu
     "device": "auto", "on_error": "raise", "data_name": "data", "label_name": "softmax_label",
-    "intensity_units": "stored", "path_maskrec": "", "path_maskidx": "", "mask_name": "mask",
+    "intensity_units": "stored", "path_maskrec": "", "path_maskidx": "", "mask_name": "mask", "return_meta": False,
 }
 # recordgpu options whose default is None (type checked separately: None is not their value type)
 NONE_DEFAULTS = ("window", "intensity_range", "clip", "normalize", "percentiles")

@@ -54,12 +54,14 @@ class DataDesc(namedtuple("DataDesc", ["name", "shape"])):
 class DataBatch:
     """One batch (``mx.io.DataBatch``): lists of data and label arrays, ``pad``, ``index`` and friends.
 
-    ``data`` and ``label``, when given, must be lists or tuples (MXNet asserts the same).
+    ``data`` and ``label``, when given, must be lists or tuples (MXNet asserts the same). ``meta`` is
+    recordgpu's addition: with ``ImageRecordIter(return_meta=True)``, one metadata dict per slot (the
+    record's :mod:`recordgpu.meta`, ``{}`` when it has none; None for a filler slot), else None.
     """
 
     def __init__(self, data: Sequence[Any] | None, label: Sequence[Any] | None = None, pad: int | None = None,
                  index: Any = None, bucket_key: Any = None, provide_data: list[DataDesc] | None = None,
-                 provide_label: list[DataDesc] | None = None) -> None:
+                 provide_label: list[DataDesc] | None = None, meta: list[dict | None] | None = None) -> None:
         if data is not None:
             assert isinstance(data, (list, tuple)), "Data must be list of NDArrays"
         if label is not None:
@@ -71,6 +73,7 @@ class DataBatch:
         self.bucket_key = bucket_key
         self.provide_data = provide_data
         self.provide_label = provide_label
+        self.meta = meta
 
     def __str__(self) -> str:
         # MXNet raises TypeError here when data is None; showing None is the only change

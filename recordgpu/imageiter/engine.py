@@ -55,10 +55,9 @@ _HDR = struct.Struct("<IfQ")
 _ID2 = struct.Struct("<Q")  # IRHeader.id2, at byte 16
 
 
-def _modality_rescale(buf: np.ndarray) -> tuple[float, float]:
+def _modality_rescale(meta: dict) -> tuple[float, float]:
     """``(RescaleSlope, RescaleIntercept)`` from a payload's metadata (:mod:`recordgpu.meta`), (1, 0) without;
-    :class:`DecodeError` when the metadata is unreadable or the values are not finite numbers."""
-    meta = read_meta(buf)
+    :class:`DecodeError` when the values are not finite numbers."""
     try:
         slope = float(meta.get("RescaleSlope", 1.0))
         intercept = float(meta.get("RescaleIntercept", 0.0))
@@ -86,6 +85,7 @@ class Parsed:
     image: np.ndarray | None = None
     error: Exception | None = None
     mask_row: int | None = None  # row of its mask in the masks' .rec (paired masks only)
+    meta: dict | None = None  # the payload's metadata (return_meta only)
 
 
 @dataclass
@@ -105,6 +105,7 @@ class BatchArrays:
     records: np.ndarray  # record numbers (into the source) of the real samples
     ready: Any = None  # batch executors: the event after which ``data`` (and ``masks``) hold the batch
     masks: Any = None  # paired masks: (N, 1, H, W) in the masks' dtype, like ``data``
+    meta: list[dict | None] | None = None  # return_meta: each slot's record metadata, None for filler slots
 
 
 @dataclass
@@ -165,6 +166,7 @@ class EngineConfig:
     insightface: bool = False
     rescale_from_meta: bool = False  # intensity_units='modality': read each record's RescaleSlope/Intercept
     pooled_batches: int = 0  # CPU path: batch arrays kept for reuse once the consumer drops them
+    return_meta: bool = False  # read each record's metadata (recordgpu.meta) and hand it out with its batch
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -242,12 +244,16 @@ class BatchEngine:
             where = f"image record at byte offset {int(self.source.start[rec])} of the stream"
             mask_row = self.masks.row_of(image_id, _ID2.unpack_from(payload, 16)[0], where)
         buf = np.frombuffer(payload, np.uint8)[IR_SIZE + 4 * flag:]
-        rescale = None
-        if self.cfg.rescale_from_meta:
+        rescale = meta = None
+        if self.cfg.rescale_from_meta or self.cfg.return_meta:
             try:
-                rescale = _modality_rescale(buf)
+                meta = read_meta(buf)
+                if self.cfg.rescale_from_meta:
+                    rescale = _modality_rescale(meta)
             except DecodeError as e:
                 return Parsed(rec, image_id, lab, None, error=self._located(rec, image_id, e), mask_row=mask_row)
+            if not self.cfg.return_meta:
+                meta = None
         shape = probe_image(buf)
         image = None
         if shape is None:
@@ -260,7 +266,7 @@ class BatchEngine:
             h, w, dtype = shape
         plan = self.planner.plan_sample(h, w, self.cfg.channels, self.rng, slot=slot, src_dtype=dtype,
                                         rescale=rescale)
-        return Parsed(rec, image_id, lab, plan, image, mask_row=mask_row)
+        return Parsed(rec, image_id, lab, plan, image, mask_row=mask_row, meta=meta)
 
     def _located(self, rec: int, image_id: int, e: Exception) -> RecordIOError:
         err = self.source.error(rec, f"record id {image_id}: {e}")
@@ -363,8 +369,9 @@ class BatchEngine:
             label[k] = p.label[0] if cfg.label_width == 1 else p.label
             index[k] = p.image_id
         pad = (bs - n) + sum(1 for s, _ in done if s.wrapped)
+        meta = [p.meta for _, p in done] + [None] * (bs - n) if cfg.return_meta else None
         return BatchArrays(data, label, index, pad, np.array([p.record for _, p in done], np.int64), ready,
-                           masks)
+                           masks, meta)
 
     # the CPU path: per sample, in the thread pool
     def _run_per_sample(self, taken: list[tuple[Slot, Parsed]]

@@ -121,7 +121,7 @@ class ImageRecordIter(DataIter):
                            out_dtype=p.output_dtype, label_width=p.label_width, on_error=p.on_error,
                            threads=p.preprocess_threads, seed_aug=p.seed_aug, insightface=source.insightface,
                            rescale_from_meta=aug.intensity_enabled and aug.intensity_units == "modality",
-                           pooled_batches=max(1, p.prefetch_buffer) + 2)
+                           pooled_batches=max(1, p.prefetch_buffer) + 2, return_meta=p.return_meta)
         mean_image = None
         if p.mean_img and not aug.raw_output:
             if os.path.exists(p.mean_img):
@@ -212,7 +212,7 @@ class ImageRecordIter(DataIter):
             data, label = backend.wrap_output(arrays.data), backend.to_output(arrays.label)
             masks = None if arrays.masks is None else backend.wrap_output(arrays.masks)
         labels = [label] if masks is None else [masks, label]
-        return DataBatch(data=[data], label=labels, pad=int(arrays.pad), index=arrays.index)
+        return DataBatch(data=[data], label=labels, pad=int(arrays.pad), index=arrays.index, meta=arrays.meta)
 
     @property
     def skipped(self) -> int:

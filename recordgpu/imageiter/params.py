@@ -24,7 +24,8 @@ path or ``mean_img`` means "not set". Augmenter checks (``inter_method``, crop s
 recordgpu's own keywords (Python values; strings like ``"(40, 400)"`` are accepted for the tuples):
 ``device``, ``on_error``, ``data_name``, ``label_name``; the intensity options ``window``,
 ``intensity_range``, ``clip``, ``normalize``, ``percentiles``, ``intensity_units`` (meaning and checks in
-:mod:`recordgpu.augment.params`); paired masks ``path_maskrec``, ``path_maskidx`` and ``mask_name``.
+:mod:`recordgpu.augment.params`); paired masks ``path_maskrec``, ``path_maskidx`` and ``mask_name``;
+``return_meta`` (each batch's per-record metadata as ``batch.meta``).
 """
 from __future__ import annotations
 
@@ -430,6 +431,7 @@ _RECORDGPU = (
     ("normalize", _opt_choice(_NORMALIZE_MODES), None), ("percentiles", _float_seq(2, 4), None),
     ("intensity_units", _choice(_INTENSITY_UNITS, False), "stored"),
     ("path_maskrec", _p_str, ""), ("path_maskidx", _p_str, ""), ("mask_name", _p_name, "mask"),
+    ("return_meta", _p_bool, False),
 )
 _INTENSITY_FIELDS = ("window", "intensity_range", "clip", "normalize", "percentiles", "intensity_units")
 _GROUPS = (_PREFETCHER, _REC_PARSER, _RECORD, _BATCH, _NORMALIZE, _AUGMENT, _RECORDGPU)
@@ -490,6 +492,7 @@ class IterParams(AugmenterFields):
     path_maskrec: str = ""
     path_maskidx: str = ""
     mask_name: str = "mask"
+    return_meta: bool = False
     ignored: tuple[str, ...] = ()
 
     @property

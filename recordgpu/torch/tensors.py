@@ -90,11 +90,16 @@ class TorchIter:
     iterator, CUDA tensors on the array's GPU from a GPU one). ``trim_pad``: drop the last ``batch.pad``
     samples of a batch; None (default) does so only when ``it.params.round_batch`` is False, where they are
     zero fillers (module docstring). ``stream``: passed to :func:`to_tensor` for GPU batches; default the
-    iterator's ``stream`` attribute if it has one, else CuPy's current stream.
+    iterator's ``stream`` attribute if it has one, else CuPy's current stream. ``meta=True`` yields
+    ``(data, label, meta)`` with the batch's per-record metadata list (``ImageRecordIter(return_meta=True)``).
     """
 
-    def __init__(self, it: Any, *, device: Any = None, trim_pad: bool | None = None, stream: Any = None) -> None:
+    def __init__(self, it: Any, *, device: Any = None, trim_pad: bool | None = None, stream: Any = None,
+                 meta: bool = False) -> None:
+        if meta and getattr(getattr(it, "params", None), "return_meta", True) is False:
+            raise ValueError("TorchIter(meta=True) needs an iterator made with return_meta=True")
         self.it = it
+        self.meta = bool(meta)
         self.device = device
         if trim_pad is None:
             trim_pad = getattr(getattr(it, "params", None), "round_batch", True) is False
@@ -102,19 +107,21 @@ class TorchIter:
         self.stream = stream
         self._mid_epoch = False
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         # MXNet's loop: consume an epoch, then reset(). A loop left early resets when the next one starts.
         if self._mid_epoch:
             self.it.reset()
         self._mid_epoch = True
         stream = self.stream if self.stream is not None else getattr(self.it, "stream", None)
         for batch in self.it:
-            data, label = batch.data[0], batch.label[0]
+            data, label, meta = batch.data[0], batch.label[0], getattr(batch, "meta", None)
             pad = int(batch.pad or 0)
             if self.trim_pad and pad:
                 keep = data.shape[0] - pad
                 data, label = data[:keep], label[:keep]
-            yield (to_tensor(data, stream=stream, device=self.device),
+                meta = None if meta is None else meta[:keep]
+            out = (to_tensor(data, stream=stream, device=self.device),
                    to_tensor(label, stream=stream, device=self.device))
+            yield out + (meta,) if self.meta else out
         self.it.reset()
         self._mid_epoch = False
