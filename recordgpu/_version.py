@@ -1,1 +1,2 @@
+"""The package version (read by the build backend and by ``recordgpu --version``)."""
 __version__ = "0.1.0"

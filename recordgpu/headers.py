@@ -27,6 +27,7 @@ class HeaderTable:
 
 
 def read_headers(rf: RecordFile) -> HeaderTable:
+    """Every record's IRHeader fields and image length, as arrays (one vectorised pass over the file)."""
     t = rf.table
     n = len(t)
     flag = np.zeros(n, np.int64)

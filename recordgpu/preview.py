@@ -411,6 +411,7 @@ def _window(text: str) -> tuple[float, float]:
 
 
 def build_parser(prog: str = "recordgpu preview") -> argparse.ArgumentParser:
+    """The ``recordgpu preview`` command line."""
     p = argparse.ArgumentParser(prog=prog, description="Draw a contact sheet (PNG) of the records of a .rec, "
                                 "as stored or augmented as ImageRecordIter would, with their labels.")
     p.add_argument("rec", help="the .rec file")

@@ -1,0 +1,1 @@
+"""``ImageRecordIter`` and its stages: order, parse and plan, decode and execute, batch, prefetch."""

@@ -54,6 +54,7 @@ def check_kernels(archs: Sequence[str] = DEFAULT_ARCHS, files: Sequence[str] = K
 
 
 def format_reports(reports: Sequence[ArchReport]) -> str:
+    """The per-architecture table ``--check`` prints: registers and spills per kernel, then any errors."""
     lines = []
     for r in reports:
         status = "ok" if r.ok else "FAILED"

@@ -46,6 +46,7 @@ def find_compiler() -> str | None:
 
 
 def cache_dir() -> Path:
+    """Where the host build of the kernels is cached (``$RECORDGPU_CACHE_DIR``, else a per-user folder)."""
     env = os.environ.get("RECORDGPU_CACHE_DIR")
     if env:
         return Path(env)
