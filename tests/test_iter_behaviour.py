@@ -236,3 +236,35 @@ def test_a_bad_header_in_the_next_batch_fails_that_batch_only(tmp_path):
         it.next()
     assert e.value.offset == offset
     it.close()
+
+
+def test_the_next_batch_starts_early_but_fails_in_its_own_turn(tmp_path):
+    """With on_error='raise' the workers start batch k+1 before batch k is collected; an undecodable image in
+    batch k+1 must still be raised by the next() that returns batch k+1, never by the one before it."""
+    rec, idx = corrupt_image_rec(tmp_path, bad_ids=(5,))
+    it = ImageRecordIter(path_imgrec=str(rec), path_imgidx=str(idx), data_shape=(3, 16, 16), batch_size=4,
+                         preprocess_threads=2, prefetch_buffer=1)
+    assert it.next().index.tolist() == [0, 1, 2, 3]
+    with pytest.raises(RecordIOError) as e:
+        it.next()
+    assert e.value.key == 5
+    it.close()
+
+
+def test_lookahead_only_where_it_cannot_change_the_batches(tmp_path):
+    kw = dict(path_imgrec=str(ORACLE / "color8.rec"), path_imgidx=str(ORACLE / "color8.idx"),
+              data_shape=(3, 16, 16), batch_size=3, prefetch_buffer=1)
+    for on_error, expect in (("raise", True), ("skip", False)):
+        it = ImageRecordIter(**kw, on_error=on_error)
+        it.next()
+        eng = it._engine
+        it._stop_prefetch()  # look at the engine between batches
+        assert (eng._ahead is not None) is expect, on_error
+        it.reset()  # drops it; the next epoch is the same as a fresh iterator's
+        assert eng._ahead is None
+        fresh = ImageRecordIter(**kw, on_error=on_error)
+        a, b = collect(it), collect(fresh)
+        assert all(np.array_equal(x[0], y[0]) and x[2] == y[2] and np.array_equal(x[3], y[3]) for x, y in zip(a, b))
+        assert len(a) == len(b)
+        it.close()
+        fresh.close()

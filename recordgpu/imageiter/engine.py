@@ -7,7 +7,9 @@ Stages, each testable on its own:
 2. **parse + plan** (here, sequential, cheap): read each parsed record's header and label, probe the
    image size from its header (:mod:`recordgpu.probe`) and draw its :class:`~recordgpu.augment.plan.SamplePlan`
    from the single MXNet-order RNG stream — so plans, and hence outputs, do not depend on thread count.
-   On the CPU path the next batch is parsed while the workers decode this one (same calls, same order);
+   On the CPU path the next batch is parsed while the workers decode this one (same calls, same order),
+   and with ``on_error='raise'`` it is also handed to the workers before this one is collected, so they
+   never wait at a batch boundary (:class:`_Lookahead`; errors still surface with their own batch);
 3. **decode + execute**: an executor object. The CPU one (the host reference) runs per sample in a thread
    pool, each sample decoded at full depth and written into its slot of a batch array (a new one, or a
    pooled one that nothing references any more: :mod:`.buffers`). A *batch*
@@ -131,6 +133,18 @@ class SampleFailure(Exception):
 
 
 @dataclass
+class _Lookahead:
+    """The next batch, taken from the stream and already running in the workers while the current one
+    finishes (CPU path, ``on_error='raise'``); or the error that taking it raised, due at the next call."""
+
+    taken: list[tuple[Slot, Parsed]]
+    data: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    futures: list = field(default_factory=list)
+    error: Exception | None = None
+
+
+@dataclass
 class EngineState:
     order: dict
     rng: dict
@@ -191,6 +205,10 @@ class BatchEngine:
         self.skipped = 0
         self.batches_this_epoch = 0
         self._pull_error: Exception | None = None  # raised by a parse-ahead, due at the next pull
+        self._ahead: _Lookahead | None = None
+        # Start the next batch before this one is collected: only where nothing about this batch's outcome can
+        # change which samples the next one takes (on_error='skip' refills failed slots from the stream).
+        self._lookahead = cfg.on_error == "raise"
         self._buffers = BatchBuffers(cfg.pooled_batches * (2 if masks is not None else 1))
         self._pool = None if self._batched else ThreadPoolExecutor(max(1, cfg.threads),
                                                                    thread_name_prefix="recordgpu-worker")
@@ -208,6 +226,14 @@ class BatchEngine:
         self.stream = deque(st.stream)
         self.batches_this_epoch = st.batches
         self._pull_error = None
+        self.discard_lookahead()
+
+    def discard_lookahead(self) -> None:
+        """Drop the batch started ahead (its samples were taken from the stream: callers restore or clear it)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            for f in ahead.futures:
+                f.cancel()
 
     def close(self) -> None:
         """Stop the worker threads and close the executor (the engine owns it)."""
@@ -358,7 +384,12 @@ class BatchEngine:
         """The next batch of the epoch, or None at its end. ``plan_only``: advance without decoding."""
         cfg = self.cfg
         bs = cfg.batch_size
-        taken = self._take(bs)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and plan_only:
+            raise RuntimeError("a batch is running ahead: restore() the engine before replaying")
+        if ahead is not None and ahead.error is not None:
+            raise ahead.error
+        taken = ahead.taken if ahead is not None else self._take(bs)
         if not taken:
             return None
         self.batches_this_epoch += 1
@@ -367,7 +398,7 @@ class BatchEngine:
         if self._batched:
             done, data, masks, ready = self._run_batched(taken)
         else:
-            done, data, masks = self._run_per_sample(taken)
+            done, data, masks = self._run_per_sample(taken, ahead)
             ready = None
         n = len(done)
         label_shape = (bs,) if cfg.label_width == 1 else (bs, cfg.label_width)
@@ -382,18 +413,27 @@ class BatchEngine:
                            masks, meta)
 
     # the CPU path: per sample, in the thread pool
-    def _run_per_sample(self, taken: list[tuple[Slot, Parsed]]
+    def _run_per_sample(self, taken: list[tuple[Slot, Parsed]], ahead: _Lookahead | None = None
                         ) -> tuple[list[tuple[Slot, Parsed]], np.ndarray, np.ndarray | None]:
         cfg = self.cfg
         bs = cfg.batch_size
-        data = self._buffers.empty((bs,) + cfg.out_shape, cfg.out_dtype)
-        masks = self._mask_array((bs,))
+        if ahead is not None:  # started by the previous call
+            data, masks, futures = ahead.data, ahead.masks, ahead.futures
+        else:
+            data, masks = self._batch_arrays()
+            futures = self._submit(taken, data, masks)
         done: list[tuple[Slot, Parsed]] = []
         new = taken
         while new:
             span = slice(len(done), len(done) + len(new))
             sub, msub = data[span], (masks[span] if masks is not None else None)
-            failed = self._execute_all(new, sub, msub)  # raises unless on_error='skip'
+            if futures is None:
+                futures = self._submit(new, sub, msub)
+            self._parse_ahead()
+            if self._lookahead and not done:
+                self._start_next()
+            failed = self._collect(new, futures)  # raises unless on_error='skip'
+            futures = None
             ok = [k for k in range(len(new)) if k not in failed]
             if failed:  # move the good samples together, then refill the freed slots
                 sub[:len(ok)] = sub[ok]
@@ -406,13 +446,32 @@ class BatchEngine:
             masks[len(done):] = 0
         return done, data, masks
 
-    def _execute_all(self, taken: list[tuple[Slot, Parsed]], data: np.ndarray,
-                     masks: np.ndarray | None = None) -> set[int]:
-        futures = [self._pool.submit(self._run_one, p, data[k], None if masks is None else masks[k])
-                   for k, (_, p) in enumerate(taken)]
-        self._parse_ahead()
+    def _batch_arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._buffers.empty((self.cfg.batch_size,) + self.cfg.out_shape, self.cfg.out_dtype), \
+            self._mask_array((self.cfg.batch_size,))
+
+    def _submit(self, taken: list[tuple[Slot, Parsed]], data: np.ndarray, masks: np.ndarray | None) -> list:
+        return [self._pool.submit(self._run_one, p, data[k], None if masks is None else masks[k])
+                for k, (_, p) in enumerate(taken)]
+
+    def _collect(self, taken: list[tuple[Slot, Parsed]], futures: list) -> set[int]:
         errors = {k: f.exception() for k, f in enumerate(futures)}
         return self._failures(taken, {k: e for k, e in errors.items() if e is not None})
+
+    def _start_next(self) -> None:
+        """Take the next batch and hand it to the workers now, so they go on to it without waiting for this
+        batch to be collected (the same ``_take`` as the next call would make, made earlier; an error it
+        raises is due at that call)."""
+        try:
+            nxt = self._take(self.cfg.batch_size)
+        except Exception as e:  # noqa: BLE001 (raised by the next next_batch)
+            self._ahead = _Lookahead([], error=e)
+            return
+        if nxt:
+            data, masks = self._batch_arrays()
+            sub = data[:len(nxt)]
+            msub = masks[:len(nxt)] if masks is not None else None
+            self._ahead = _Lookahead(nxt, data, masks, self._submit(nxt, sub, msub))
 
     # the GPU path: the whole batch at once
     def _run_batched(self, taken: list[tuple[Slot, Parsed]]) -> tuple[list[tuple[Slot, Parsed]], Any, Any, Any]:

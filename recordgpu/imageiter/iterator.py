@@ -243,6 +243,7 @@ class ImageRecordIter(DataIter):
                 for _ in range(self._consumed):
                     eng.next_batch(plan_only=True)
             eng.skipped = skipped
+        eng.discard_lookahead()  # (none after an exhausted epoch; restore() dropped one mid-epoch)
         eng.order.reset()
         eng.stream.clear()
         keep = set(eng.order.buffered_parse_seqs().tolist())  # a clean restart drops MXNet's parse buffer
