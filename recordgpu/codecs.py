@@ -29,7 +29,7 @@ import numpy as np
 
 from . import fastdecode
 from .errors import DecodeError
-from .imgheaders import jpeg_frame
+from .imgheaders import JpegFrame, jpeg_frame
 
 NPY_MAGIC = b"\x93NUMPY"
 IMREAD_UNCHANGED = cv2.IMREAD_UNCHANGED  # -1
@@ -167,17 +167,17 @@ def _j2k_components(raw: np.ndarray) -> list[tuple[bool, int]] | None:
         return None
 
 
-def _needs_imagecodecs(raw: np.ndarray) -> str | None:
+def _needs_imagecodecs(raw: np.ndarray, frame: JpegFrame | None = None) -> str | None:
     """Which payloads go to imagecodecs at full depth: 'j2k-signed' (OpenCV refuses signed JPEG 2000) and
     'ljpeg' (lossless or >8-bit JPEG, which OpenCV builds do not read reliably) need it; 'j2k' (unsigned JPEG
     2000) prefers it (same OpenJPEG values, without OpenCV's colour-space warning on every codestream) and
-    falls back to OpenCV; None: OpenCV alone."""
+    falls back to OpenCV; None: OpenCV alone. ``frame``: the JPEG's frame header when the caller has it."""
     head = raw[:12].tobytes()
     if head[:4] == b"\xff\x4f\xff\x51" or head[4:8] == b"jP  ":
         comps = _j2k_components(raw)
         return "j2k-signed" if comps and any(signed for signed, _ in comps) else "j2k"
     if head[:3] == b"\xff\xd8\xff":
-        frame = jpeg_frame(raw)
+        frame = frame if frame is not None else jpeg_frame(raw)
         if frame is not None and (frame.lossless or frame.precision != 8):
             return "ljpeg"
     return None
@@ -237,10 +237,12 @@ def decode_image(buf, channels: int) -> np.ndarray:
     if raw.size >= 6 and raw[:6].tobytes() == NPY_MAGIC:
         img = _convert_channels(load_npy_payload(raw), _FULL_DEPTH_FLAG[channels])
     else:
-        kind = _needs_imagecodecs(raw)
+        fmt = sniff(raw)
+        frame = jpeg_frame(raw) if fmt == "jpeg" else None  # read once for both checks below
+        kind = _needs_imagecodecs(raw, frame)
         hint = ""
         if kind is None:
-            img = fastdecode.decode(raw, sniff(raw), channels) if fastdecode.ENABLED else None
+            img = fastdecode.decode(raw, fmt, channels, frame) if fastdecode.ENABLED else None
             if img is None:
                 img = cv2.imdecode(raw, _FULL_DEPTH_FLAG[channels])
             if img is None and channels == 3:
@@ -252,7 +254,6 @@ def decode_image(buf, channels: int) -> np.ndarray:
             img = _decode_lossless(raw, kind, _FULL_DEPTH_FLAG[channels])
             hint = f"; OpenCV cannot read it, imagecodecs may ({_MISSING})"
         if img is None:
-            fmt = sniff(raw)
             raise DecodeError(f"cannot decode image payload ({raw.size} bytes, "
                               f"{'format ' + fmt if fmt != 'unknown' else 'unrecognised format'}, "
                               f"starts {raw[:8].tobytes().hex()}){hint}")

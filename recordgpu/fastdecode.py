@@ -20,12 +20,13 @@ environment variable ``RECORDGPU_FAST_DECODE=0`` (read at import) to always deco
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import cv2
 import numpy as np
 
-from .imgheaders import HUFFMAN_DCT, jpeg_frame, png_header
+from .imgheaders import HUFFMAN_DCT, JpegFrame, jpeg_frame, png_header
 
 ENABLED = os.environ.get("RECORDGPU_FAST_DECODE", "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -35,18 +36,13 @@ _PASSIVE_PNG_CHUNKS = frozenset({b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"tIME", b"
 _PNG_GRAY, _PNG_RGB, _PNG_RGBA = 0, 2, 6
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
-_codecs = None
-
-
+@functools.lru_cache(maxsize=1)
 def _imagecodecs():
-    global _codecs
-    if _codecs is None:
-        try:
-            import imagecodecs  # noqa: PLC0415 (optional dependency)
-            _codecs = imagecodecs if imagecodecs.JPEG8.available and imagecodecs.PNG.available else False
-        except ImportError:
-            _codecs = False
-    return _codecs or None
+    """imagecodecs when it is installed with its JPEG and PNG codecs, else None (looked up once)."""
+    from .codecs import _imagecodecs as load  # noqa: PLC0415 (codecs imports this module)
+
+    ic = load()
+    return ic if ic is not None and ic.JPEG8.available and ic.PNG.available else None
 
 
 def available() -> bool:
@@ -54,9 +50,10 @@ def available() -> bool:
     return ENABLED and _imagecodecs() is not None
 
 
-def decode(raw: np.ndarray, kind: str, channels: int) -> np.ndarray | None:
+def decode(raw: np.ndarray, kind: str, channels: int, frame: JpegFrame | None = None) -> np.ndarray | None:
     """``raw`` (a uint8 array of an encoded ``kind`` = 'jpeg' / 'png' payload) decoded for ``channels`` as
-    :func:`recordgpu.codecs.decode_image` would with OpenCV, or None when OpenCV must do it."""
+    :func:`recordgpu.codecs.decode_image` would with OpenCV, or None when OpenCV must do it. ``frame``: the
+    JPEG's frame header when the caller has already read it."""
     if not ENABLED:
         return None
     ic = _imagecodecs()
@@ -64,7 +61,7 @@ def decode(raw: np.ndarray, kind: str, channels: int) -> np.ndarray | None:
         return None
     try:
         if kind == "jpeg":
-            return _jpeg(ic, raw, channels)
+            return _jpeg(ic, raw, channels, frame)
         if kind == "png":
             return _png(ic, raw, channels)
     except Exception:  # noqa: BLE001 (corrupt or unusual data: OpenCV decides what happens)
@@ -72,10 +69,10 @@ def decode(raw: np.ndarray, kind: str, channels: int) -> np.ndarray | None:
     return None
 
 
-def _jpeg(ic, raw: np.ndarray, channels: int) -> np.ndarray | None:
+def _jpeg(ic, raw: np.ndarray, channels: int, frame: JpegFrame | None) -> np.ndarray | None:
     if raw[-2:].tobytes() != b"\xff\xd9":
         return None  # no end-of-image marker: libjpeg pads a truncated stream where OpenCV refuses it
-    frame = jpeg_frame(raw)
+    frame = frame if frame is not None else jpeg_frame(raw)
     if (frame is None or frame.marker not in HUFFMAN_DCT or frame.precision != 8
             or frame.components not in (1, 3) or channels not in (1, 3)
             or (frame.has_exif and frame.orientation != 1)):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from itertools import takewhile
+from typing import Iterator
 
 import numpy as np
 
@@ -124,19 +126,25 @@ class PngHeader:
         return "uint16" if self.bit_depth == 16 else "uint8"
 
 
+def png_chunk_types(buf, start: int = 8) -> Iterator[bytes]:
+    """The type of each chunk from byte ``start`` (a chunk boundary; 8 is the first chunk, IHDR) up to and
+    including IEND, from the chunk headers alone; stops early where the data ends."""
+    mv = memoryview(buf).cast("B")
+    pos = start
+    while pos + 8 <= len(mv):
+        (length,) = struct.unpack(">I", mv[pos:pos + 4])
+        kind = bytes(mv[pos + 4:pos + 8])
+        yield kind
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
 def png_header(buf) -> PngHeader | None:
     """Parse a PNG's IHDR and walk its chunk headers up to the first IDAT; None when malformed."""
     mv = memoryview(buf).cast("B")
     if len(mv) < 33 or bytes(mv[:8]) != PNG_SIGNATURE or bytes(mv[12:16]) != b"IHDR":
         return None
     w, h, depth, ctype, _comp, _filt, interlace = struct.unpack(">IIBBBBB", mv[16:29])
-    chunks = []
-    pos = 33
-    while pos + 8 <= len(mv):
-        (length,) = struct.unpack(">I", mv[pos:pos + 4])
-        kind = bytes(mv[pos + 4:pos + 8])
-        if kind in (b"IDAT", b"IEND"):
-            break
-        chunks.append(kind)
-        pos += 12 + length
-    return PngHeader(w, h, depth, ctype, interlace, tuple(chunks))
+    chunks = tuple(takewhile(lambda kind: kind not in (b"IDAT", b"IEND"), png_chunk_types(mv, 33)))
+    return PngHeader(w, h, depth, ctype, interlace, chunks)

@@ -10,12 +10,10 @@ with more than 8 bits), in which case the caller decodes to find out.
 """
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
 from .codecs import NPY_MAGIC, load_npy_payload
-from .imgheaders import jpeg_frame
+from .imgheaders import jpeg_frame, png_chunk_types, png_header
 
 
 def _jpeg_size(buf) -> tuple[int, int, str] | None:
@@ -29,20 +27,10 @@ def _jpeg_size(buf) -> tuple[int, int, str] | None:
 
 
 def _png_size(mv: memoryview) -> tuple[int, int, str] | None:
-    if len(mv) < 33 or bytes(mv[12:16]) != b"IHDR":
+    hdr = png_header(mv)
+    if hdr is None or b"eXIf" in png_chunk_types(mv):  # an eXIf chunk may carry an orientation OpenCV applies
         return None
-    w, h = struct.unpack(">II", mv[16:24])
-    dtype = "uint16" if mv[24] == 16 else "uint8"
-    pos = 8
-    while pos + 8 <= len(mv):  # walk the chunk headers: an eXIf chunk may carry an orientation OpenCV applies
-        (length,) = struct.unpack(">I", mv[pos:pos + 4])
-        ctype = bytes(mv[pos + 4:pos + 8])
-        if ctype == b"eXIf":
-            return None
-        if ctype == b"IEND":
-            break
-        pos += 12 + length
-    return h, w, dtype
+    return hdr.height, hdr.width, hdr.dtype
 
 
 def probe_image(buf) -> tuple[int, int, str] | None:

@@ -8,7 +8,6 @@ Config: ``rec``, ``idx``, ``kind`` (rgb | gray16), ``threads``, ``batch_size``, 
 """
 from __future__ import annotations
 
-import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,8 +32,7 @@ def main() -> None:
 
     def decode(i: int) -> np.ndarray:
         p = rf.payload(i)
-        nlabel = struct.unpack_from("<I", p, 0)[0]
-        img = cv2.imdecode(np.frombuffer(p, np.uint8, offset=24 + 4 * nlabel), flag)
+        img = cv2.imdecode(np.frombuffer(rc.image_view(p), np.uint8), flag)
         if img is None:
             raise RuntimeError(f"record {i} of {cfg['rec']} does not decode")
         return img

@@ -9,7 +9,7 @@ import runner_common as rc
 
 
 def require_gpu():
-    """The ``cupy`` module with GPU 0 current, and the GPU's name; skips the run when there is none."""
+    """The ``cupy`` module and the name of GPU 0; skips the run when there is no usable GPU."""
     try:
         import cupy
     except Exception as e:  # noqa: BLE001 (ImportError, or a broken CUDA install)

@@ -8,7 +8,6 @@ then the device is synchronised. Nothing is resized or normalised. Config: ``rec
 """
 from __future__ import annotations
 
-import struct
 import time
 
 import gpu_common
@@ -32,13 +31,9 @@ def main() -> None:
     rf = RecordFile(cfg["rec"], cfg["idx"])
     n = len(rf)
 
-    def payload(i: int) -> memoryview:
-        p = rf.payload(i)
-        return p[24 + 4 * struct.unpack_from("<I", p, 0)[0]:]
-
     def epoch(e: int):
         for s in range(0, n, bs):
-            out = decoder.decode_batch([payload(i) for i in range(s, min(n, s + bs))], channels)
+            out = decoder.decode_batch([rc.image_view(rf.payload(i)) for i in range(s, min(n, s + bs))], channels)
             bad = [r for r in out if not r.ok]
             if bad:
                 raise RuntimeError(f"{len(bad)} records of batch {s // bs} do not decode: {bad[0].error}")

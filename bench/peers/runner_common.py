@@ -8,6 +8,7 @@ on stdout (anything else goes to stderr) and exits 0, also when it skips (``{"sk
 from __future__ import annotations
 
 import json
+import struct
 import sys
 import threading
 import time
@@ -131,6 +132,11 @@ def run_epochs(epochs: int, epoch_batches: Callable[[int], Iterable[tuple[int, o
         "batch_shape": shape,
         "batch_dtype": dtype,
     }
+
+
+def image_view(payload: memoryview) -> memoryview:
+    """The image bytes of a record payload: after the 24-byte IRHeader and its packed float32 labels."""
+    return payload[24 + 4 * struct.unpack_from("<I", payload, 0)[0]:]
 
 
 def checksum(arr) -> float:

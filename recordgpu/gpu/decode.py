@@ -243,14 +243,6 @@ def _as_u8(buf) -> np.ndarray:
 
 
 # -- CPU ------------------------------------------------------------------------------------------------
-def _imagecodecs():
-    try:
-        import imagecodecs  # noqa: PLC0415 (optional dependency)
-    except ImportError:
-        return None
-    return imagecodecs
-
-
 class _ChannelMismatch(DecodeError):
     """The image decoded but has the wrong channel count for C=4 (decode_image's message)."""
 
@@ -308,7 +300,7 @@ class CPUDecoder:
         raw = _as_u8(buf)
         fmt = codecs.sniff(raw)
         frame = jpeg_frame(raw) if fmt == "jpeg" else None
-        ic = _imagecodecs()
+        ic = codecs._imagecodecs()
         # OpenCV builds differ on >8-bit JPEG (most refuse it); imagecodecs keeps it at full depth everywhere
         deep_jpeg = frame is not None and (frame.precision != 8 or frame.lossless)
         if deep_jpeg and ic is not None:

@@ -469,9 +469,7 @@ class BatchEngine:
             return
         if nxt:
             data, masks = self._batch_arrays()
-            sub = data[:len(nxt)]
-            msub = masks[:len(nxt)] if masks is not None else None
-            self._ahead = _Lookahead(nxt, data, masks, self._submit(nxt, sub, msub))
+            self._ahead = _Lookahead(nxt, data, masks, self._submit(nxt, data, masks))
 
     # the GPU path: the whole batch at once
     def _run_batched(self, taken: list[tuple[Slot, Parsed]]) -> tuple[list[tuple[Slot, Parsed]], Any, Any, Any]:
