@@ -46,7 +46,7 @@ import functools
 import cv2
 import numpy as np
 
-from . import intensity
+from . import fused, intensity
 from .plan import (invert_affine,
                    HSL, Brightness, Contrast, Crop, CropResize, FloatIntensity, Intensity, Normalize, Pad,
                    PCANoise, Resize, Saturation, SamplePlan, Warp, check_float_intensity, check_output_dtype,
@@ -364,7 +364,7 @@ def _write(img: np.ndarray, st: Normalize, out: np.ndarray) -> None:
 
 
 # --- entry point -------------------------------------------------------------------------------------
-def execute(plan: SamplePlan, image: np.ndarray, out: np.ndarray, *, mode: str = "image") -> None:
+def execute(plan: SamplePlan, image: np.ndarray, out: np.ndarray, *, mode: str = "image", fast: bool = True) -> None:
     """Run ``plan`` on ``image`` (decoded ``(H, W, C)``, or ``(H, W)`` for one channel) and write the sample
     into ``out``, a preallocated ``(C, H, W)`` array (typically one slot of a batch) of the plan's dtype.
 
@@ -409,6 +409,8 @@ def execute(plan: SamplePlan, image: np.ndarray, out: np.ndarray, *, mode: str =
         raise ValueError(f"out must be ({oc}, {oh}, {ow}) {plan.out_dtype}, got {out.shape} {out.dtype}")
 
     norm = plan.normalize
+    if fast and fused.run(plan, img, out):
+        return
     for st in plan.stages[:-1]:
         fn = _COLOUR.get(type(st))
         img = fn(img, st) if fn is not None else _geometric(img, st, mask=False)

@@ -157,9 +157,10 @@ class CPUExecutor:
     """Runs a plan on the CPU with the host reference executor."""
 
     def __init__(self) -> None:
-        from ..augment import cpu
+        from ..augment import cpu, fused
 
         self._execute = cpu.execute
+        fused.library()  # build (first use on this machine) or load the fast path now, not in a worker
 
     def run(self, plan: SamplePlan, image: np.ndarray, out: np.ndarray) -> None:
         self._execute(plan, image, out)

@@ -4,13 +4,15 @@ shared library, run over the same packed plans as the GPU launches.
 ``run_plans_host(plans, images)`` mirrors ``run_plans_gpu`` (both are :func:`recordgpu.gpu.backend.run_plans`
 on a backend: :class:`~recordgpu.gpu.backend.HostBackend` here) and is how the kernels are tested on
 machines without a GPU. The library is built once per source/compiler/flags combination into
-``$RECORDGPU_CACHE_DIR`` (default ``~/.cache/recordgpu``) and reused across processes.
+``$RECORDGPU_CACHE_DIR`` (default ``~/.cache/recordgpu``) and reused across processes. The CPU executor's
+fast path (``cpu_fused.cpp``, :mod:`recordgpu.augment.fused`) is built and cached the same way.
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +29,9 @@ from .params import LAYOUT, BatchProgram
 
 CXX_FLAGS = ("-O2", "-std=c++17", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC", "-Wall")
 HOST_SOURCE = "host_entry.cpp"
+# the CPU fast path (recordgpu.augment.fused): the same rounding rules, optimised for speed
+CPU_CXX_FLAGS = ("-O3",) + CXX_FLAGS[1:]
+CPU_SOURCE = "cpu_fused.cpp"
 
 
 class HostBuildError(RuntimeError):
@@ -56,31 +61,54 @@ def cache_dir() -> Path:
 
 def build_host_library(compiler: str | None = None) -> Path:
     """Build (or find in the cache) the host library; returns its path."""
-    cxx = compiler or find_compiler()
-    if cxx is None:
-        raise HostBuildError("no C++ compiler found (set CXX or install g++/clang++)")
+    return _build(HOST_SOURCE, "rg_host", CXX_FLAGS, compiler)
+
+
+def build_cpu_library(compiler: str | None = None) -> Path:
+    """Build (or find in the cache) the CPU fast path (``cpu_fused.cpp``); returns its path.
+
+    Its cache key leaves the compiler out (any conforming compiler gives the same numbers with these flags), so
+    a library built once, e.g. while making a container image, is found later on a machine without one."""
+    return _build(CPU_SOURCE, "rg_cpu", CPU_CXX_FLAGS, compiler, key_has_compiler=False)
+
+
+def _build(source: str, stem: str, flags: Sequence[str], compiler: str | None,
+           key_has_compiler: bool = True) -> Path:
+    """Compile ``source`` (with the kernel headers) into ``<cache>/<stem>_<hash>.so`` unless it is there."""
     h = hashlib.sha256()
-    h.update(read_source(HOST_SOURCE).encode())
+    h.update(read_source(source).encode())
     for name, text in sorted(headers().items()):
         h.update(name.encode() + b"\0" + text.encode())
-    h.update(("\0".join((cxx,) + CXX_FLAGS)).encode())
-    try:
-        h.update(subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout.encode())
-    except (OSError, subprocess.SubprocessError) as e:
-        raise HostBuildError(f"cannot run the C++ compiler {cxx}: {e}") from None
+    h.update(("\0".join((platform.machine(),) + tuple(flags))).encode())
+    cxx = compiler or find_compiler()
+    if key_has_compiler:
+        if cxx is None:
+            raise HostBuildError("no C++ compiler found (set CXX or install g++/clang++)")
+        h.update(cxx.encode())
+        try:
+            h.update(subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout.encode())
+        except (OSError, subprocess.SubprocessError) as e:
+            raise HostBuildError(f"cannot run the C++ compiler {cxx}: {e}") from None
     out_dir = cache_dir()
-    lib = out_dir / f"rg_host_{h.hexdigest()[:16]}.so"
+    lib = out_dir / f"{stem}_{h.hexdigest()[:16]}.so"
     if lib.is_file():
         return lib
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+    if cxx is None:
+        raise HostBuildError("no C++ compiler found (set CXX or install g++/clang++)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+    except OSError as e:
+        raise HostBuildError(f"cannot write to the kernel cache {out_dir}: {e}") from None
     os.close(fd)
-    cmd = [cxx, *CXX_FLAGS, "-I", str(kernel_dir()), "-o", tmp, str(kernel_dir() / HOST_SOURCE)]
+    cmd = [cxx, *flags, "-I", str(kernel_dir()), "-o", tmp, str(kernel_dir() / source)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if res.returncode != 0:
-            raise HostBuildError(f"host kernel build failed ({' '.join(cmd)}):\n{res.stderr}")
+            raise HostBuildError(f"{source} build failed ({' '.join(cmd)}):\n{res.stderr}")
         os.replace(tmp, lib)  # atomic: concurrent builders all end with a complete file
+    except (OSError, subprocess.SubprocessError) as e:
+        raise HostBuildError(f"{source} build failed ({' '.join(cmd)}): {e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -126,5 +154,6 @@ def run_plans_host(plans: Sequence[SamplePlan], images: Sequence[np.ndarray], *,
     return run_plans(HostBackend(), plans, images, mode=mode)
 
 
-__all__ = ["run_plans_host", "execute_program", "build_host_library", "load_host_library", "find_compiler",
+__all__ = ["run_plans_host", "execute_program", "build_host_library", "build_cpu_library", "load_host_library",
+           "find_compiler",
            "cache_dir", "HostBuildError"]

@@ -1,0 +1,191 @@
+// recordgpu CPU fast path: bilinear resize of an 8-bit image, only the output window that survives the crop,
+// fused with the float32 normalisation and the planar (C, H, W) write, optionally mirrored.
+//
+// The numbers are those of cv::resize(INTER_LINEAR) on CV_8U followed by the crop and Normalize (the host
+// executor's OpenCV path, MXNet's numbers): the same coefficient tables (rg_axis_coeffs of rg_resize.cuh),
+// OpenCV's separable fixed-point arithmetic (horizontal int sums of 11-bit coefficients, the vertical step
+// ((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2) >> 2), then (v - mean) * mult + bias in float32.
+// A crop only selects which resized pixels to compute, so a centre crop of 224 from a 256-short-side resize
+// computes 224 x 224 pixels instead of the whole resized image, and the 8-bit intermediate never leaves
+// the cache. Built by recordgpu/kernels/host.py with the host build's flags plus -O3; SSE2 where available
+// (every x86-64), plain C++ elsewhere.
+#include <stdint.h>
+#include <string.h>
+
+#include <vector>
+
+#include "rg_resize.cuh"
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+namespace {
+
+#ifdef __SSE2__
+inline __m128i zero() { return _mm_setzero_si128(); }
+#endif
+
+// One axis of cv::resize(INTER_LINEAR) for output indices [first, first + n): source index and the 11-bit
+// weights of the two taps. x: a tap past the last column is folded onto it (OpenCV's xmax branch: weight 2048).
+struct Axis {
+    std::vector<int> src, w0, w1;
+    Axis(int first, int n, int ssize, int dsize, bool is_x) : src(n), w0(n), w1(n) {
+        double inv_scale = (double)dsize / ssize, scale = 1. / inv_scale;
+        for (int i = 0; i < n; i++) {
+            float c[2];
+            int s = rg_axis_coeffs(RG_RZ_LINEAR, first + i, scale, inv_scale, ssize, is_x, c);
+            src[i] = s;
+            w0[i] = rg_sat_short(c[0] * RG_COEF_SCALE);
+            w1[i] = rg_sat_short(c[1] * RG_COEF_SCALE);
+            if (is_x && s + 1 >= ssize) { w0[i] = RG_COEF_SCALE; w1[i] = 0; }
+        }
+    }
+};
+
+// The horizontal pass of one source row into per-channel planes of (sum >> 4) as int16 (the value OpenCV's
+// vertical step starts from; it fits: 255 * 2048 >> 4 = 32640).
+template <int CN>
+struct HPass {
+    const Axis& ax;
+    std::vector<int> off;   // byte offset of each output pixel's first tap in the row
+    std::vector<int> wpair; // (w1 << 16) | w0, for _mm_madd_epi16
+    int n, two_tap, simd;   // pixels; [0, two_tap) have two taps; [0, simd) may load 8 bytes from their tap
+    HPass(const Axis& a, int x0, int img_w) : ax(a), off(a.src.size()), wpair(a.src.size()) {
+        n = (int)a.src.size();
+        two_tap = n;
+        for (int i = 0; i < n; i++) {
+            off[i] = (x0 + a.src[i]) * CN;
+            wpair[i] = (int)(((unsigned)a.w1[i] << 16) | ((unsigned)a.w0[i] & 0xffffu));
+            if (a.w1[i] == 0 && a.src[i] + x0 + 1 >= img_w && two_tap == n) two_tap = i;
+        }
+        simd = 0;
+        while (simd < two_tap && (long)off[simd] + 8 <= (long)img_w * CN) simd++;
+    }
+    void run(const rg_u8* row, rg_i16* planes, int plane_len) const {
+        int i = 0;
+#ifdef __SSE2__
+        if (CN == 3) {
+            // four pixels at a time: each 8-byte load holds a pixel's two taps, (p0 p3) (p1 p4) (p2 p5)
+            // pairs meet their weights in one pmaddwd, and a 4x4 transpose turns pixels into planes
+            rg_i16 *q0 = planes, *q1 = planes + plane_len, *q2 = planes + 2 * plane_len;
+            for (; i + 4 <= simd; i += 4) {
+                __m128i m[4];
+                for (int u = 0; u < 4; u++) {
+                    __m128i w = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i*)(row + off[i + u])), zero());
+                    __m128i pairs = _mm_unpacklo_epi16(w, _mm_srli_si128(w, 6));
+                    m[u] = _mm_madd_epi16(pairs, _mm_set1_epi32(wpair[i + u]));
+                }
+                __m128i t0 = _mm_unpacklo_epi32(m[0], m[1]), t1 = _mm_unpacklo_epi32(m[2], m[3]);
+                __m128i t2 = _mm_unpackhi_epi32(m[0], m[1]), t3 = _mm_unpackhi_epi32(m[2], m[3]);
+                __m128i c01 = _mm_packs_epi32(_mm_srai_epi32(_mm_unpacklo_epi64(t0, t1), 4),
+                                              _mm_srai_epi32(_mm_unpackhi_epi64(t0, t1), 4));
+                __m128i c2 = _mm_srai_epi32(_mm_unpacklo_epi64(t2, t3), 4);
+                _mm_storel_epi64((__m128i*)(q0 + i), c01);
+                _mm_storel_epi64((__m128i*)(q1 + i), _mm_srli_si128(c01, 8));
+                _mm_storel_epi64((__m128i*)(q2 + i), _mm_packs_epi32(c2, c2));
+            }
+        }
+#endif
+        for (; i < two_tap; i++) {
+            const rg_u8* p = row + off[i];
+            for (int k = 0; k < CN; k++)
+                planes[k * plane_len + i] = (rg_i16)((p[k] * ax.w0[i] + p[k + CN] * ax.w1[i]) >> 4);
+        }
+        for (; i < n; i++) {
+            const rg_u8* p = row + off[i];
+            for (int k = 0; k < CN; k++) planes[k * plane_len + i] = (rg_i16)((p[k] * RG_COEF_SCALE) >> 4);
+        }
+    }
+};
+
+inline float normalize(int v, float mean, float mult, float bias) {
+    float f = (float)v - mean;
+    f = f * mult;
+    return f + bias;
+}
+
+// The vertical step of one output row for one channel, normalised into out (mirrored: written right to left).
+void vpass(const rg_i16* a, const rg_i16* b, int b0, int b1, int n, float mean, float mult, float bias,
+           float* out, bool mirror) {
+    int x = 0;
+#ifdef __SSE2__
+    const __m128i vb0 = _mm_set1_epi16((short)b0), vb1 = _mm_set1_epi16((short)b1), two = _mm_set1_epi16(2);
+    const __m128i z = _mm_setzero_si128();
+    const __m128 vmean = _mm_set1_ps(mean), vmult = _mm_set1_ps(mult), vbias = _mm_set1_ps(bias);
+    for (; x + 8 <= n; x += 8) {
+        __m128i s = _mm_add_epi16(_mm_mulhi_epi16(_mm_loadu_si128((const __m128i*)(a + x)), vb0),
+                                  _mm_mulhi_epi16(_mm_loadu_si128((const __m128i*)(b + x)), vb1));
+        s = _mm_srai_epi16(_mm_add_epi16(s, two), 2);  // 0..255
+        __m128 lo = _mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(s, z)), vmean), vmult), vbias);
+        __m128 hi = _mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(s, z)), vmean), vmult), vbias);
+        if (mirror) {
+            _mm_storeu_ps(out + n - x - 4, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(0, 1, 2, 3)));
+            _mm_storeu_ps(out + n - x - 8, _mm_shuffle_ps(hi, hi, _MM_SHUFFLE(0, 1, 2, 3)));
+        } else {
+            _mm_storeu_ps(out + x, lo);
+            _mm_storeu_ps(out + x + 4, hi);
+        }
+    }
+#endif
+    for (; x < n; x++) {
+        int v = (((b0 * a[x]) >> 16) + ((b1 * b[x]) >> 16) + 2) >> 2;
+        out[mirror ? n - 1 - x : x] = normalize(v, mean, mult, bias);
+    }
+}
+
+template <int CN>
+void run(const rg_u8* img, rg_i64 row_stride, int img_w, int x0, int y0, int sw, int sh, int rw, int rh,
+         int wx, int wy, int ow, int oh, const int* swap, const float* mean, const float* mult, const float* bias,
+         float* out, rg_i64 plane_stride, int mirror) {
+    Axis ax(wx, ow, sw, rw, true), ay(wy, oh, sh, rh, false);
+    HPass<CN> hp(ax, x0, img_w);
+    // two cached horizontal rows (each CN planes of ow int16): consecutive output rows share source rows
+    std::vector<rg_i16> buf(2 * CN * (size_t)ow);
+    rg_i16* rows[2] = {buf.data(), buf.data() + CN * (size_t)ow};
+    int have[2] = {-1, -1};
+    auto get = [&](int s, int keep) -> const rg_i16* {
+        for (int r = 0; r < 2; r++)
+            if (have[r] == s) return rows[r];
+        int r = have[0] == keep ? 1 : 0;
+        hp.run(img + (rg_i64)(y0 + s) * row_stride, rows[r], ow);
+        have[r] = s;
+        return rows[r];
+    };
+    for (int j = 0; j < oh; j++) {
+        int s = ay.src[j];
+        int s0 = rg_clampi(s, 0, sh - 1), s1 = rg_clampi(s + 1, 0, sh - 1);
+        const rg_i16* r0 = get(s0, -1);
+        const rg_i16* r1 = get(s1, s0);
+        for (int k = 0; k < CN; k++) {
+            int c = swap[k];
+            vpass(r0 + c * ow, r1 + c * ow, ay.w0[j], ay.w1[j], ow, mean[k], mult[k], bias[k],
+                  out + k * plane_stride + (rg_i64)j * ow, mirror != 0);
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// img: (img_h, img_w, cn) uint8 rows row_stride bytes apart. The source region (x0, y0, sw, sh) is resized to
+// rw x rh and the window (wx, wy, ow, oh) of the result is normalised into out: cn planes plane_stride floats
+// apart, each ow x oh contiguous; output plane k reads channel swap[k]. Returns 0, or -1 for an unsupported
+// channel count.
+int rg_cpu_resize_normalize_u8(const rg_u8* img, rg_i64 row_stride, int img_w, int cn, int x0, int y0, int sw,
+                               int sh, int rw, int rh, int wx, int wy, int ow, int oh, const int* swap,
+                               const float* mean, const float* mult, const float* bias, float* out,
+                               rg_i64 plane_stride, int mirror) {
+    if (cn == 3)
+        run<3>(img, row_stride, img_w, x0, y0, sw, sh, rw, rh, wx, wy, ow, oh, swap, mean, mult, bias, out,
+               plane_stride, mirror);
+    else if (cn == 1)
+        run<1>(img, row_stride, img_w, x0, y0, sw, sh, rw, rh, wx, wy, ow, oh, swap, mean, mult, bias, out,
+               plane_stride, mirror);
+    else
+        return -1;
+    return 0;
+}
+
+}  // extern "C"
