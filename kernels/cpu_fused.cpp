@@ -85,6 +85,19 @@ struct HPass {
                 _mm_storel_epi64((__m128i*)(q1 + i), _mm_srli_si128(c01, 8));
                 _mm_storel_epi64((__m128i*)(q2 + i), _mm_packs_epi32(c2, c2));
             }
+        } else {
+            // one channel: each pixel's two taps are adjacent bytes; four pixels' (p0 p1) pairs in one pmaddwd
+            for (; i + 4 <= two_tap; i += 4) {
+                int t[4];
+                for (int u = 0; u < 4; u++) {
+                    const rg_u8* p = row + off[i + u];
+                    t[u] = p[0] | (p[1] << 16);
+                }
+                __m128i s = _mm_madd_epi16(_mm_setr_epi32(t[0], t[1], t[2], t[3]),
+                                           _mm_loadu_si128((const __m128i*)(wpair.data() + i)));
+                s = _mm_srai_epi32(s, 4);
+                _mm_storel_epi64((__m128i*)(planes + i), _mm_packs_epi32(s, s));
+            }
         }
 #endif
         for (; i < two_tap; i++) {
@@ -165,6 +178,47 @@ void run(const rg_u8* img, rg_i64 row_stride, int img_w, int x0, int y0, int sw,
     }
 }
 
+// A crop of a 16-bit image (no resampling) normalised into planes: (v - mean) * mult + bias per value.
+template <typename T>
+void crop_normalize(const T* img, rg_i64 row_stride, int cn, int x0, int y0, int ow, int oh, const int* swap,
+                    const float* mean, const float* mult, const float* bias, float* out, rg_i64 plane_stride,
+                    bool mirror) {
+    for (int k = 0; k < cn; k++) {
+        const float m = mean[k], f = mult[k], b = bias[k];
+        for (int j = 0; j < oh; j++) {
+            const T* src = img + (y0 + j) * row_stride + (rg_i64)x0 * cn + swap[k];
+            float* dst = out + k * plane_stride + (rg_i64)j * ow;
+            int x = 0;
+#ifdef __SSE2__
+            if (cn == 1) {
+                const __m128 vm = _mm_set1_ps(m), vf = _mm_set1_ps(f), vb = _mm_set1_ps(b);
+                for (; x + 8 <= ow; x += 8) {
+                    __m128i v = _mm_loadu_si128((const __m128i*)(src + x));
+                    __m128i lo, hi;
+                    if (sizeof(T) == 2 && (T)-1 > 0) {  // unsigned: zero-extend
+                        lo = _mm_unpacklo_epi16(v, zero());
+                        hi = _mm_unpackhi_epi16(v, zero());
+                    } else {  // signed: sign-extend
+                        lo = _mm_srai_epi32(_mm_unpacklo_epi16(v, v), 16);
+                        hi = _mm_srai_epi32(_mm_unpackhi_epi16(v, v), 16);
+                    }
+                    __m128 a = _mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_cvtepi32_ps(lo), vm), vf), vb);
+                    __m128 c = _mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_cvtepi32_ps(hi), vm), vf), vb);
+                    if (mirror) {
+                        _mm_storeu_ps(dst + ow - x - 4, _mm_shuffle_ps(a, a, _MM_SHUFFLE(0, 1, 2, 3)));
+                        _mm_storeu_ps(dst + ow - x - 8, _mm_shuffle_ps(c, c, _MM_SHUFFLE(0, 1, 2, 3)));
+                    } else {
+                        _mm_storeu_ps(dst + x, a);
+                        _mm_storeu_ps(dst + x + 4, c);
+                    }
+                }
+            }
+#endif
+            for (; x < ow; x++) dst[mirror ? ow - 1 - x : x] = normalize((int)src[(rg_i64)x * cn], m, f, b);
+        }
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -185,6 +239,20 @@ int rg_cpu_resize_normalize_u8(const rg_u8* img, rg_i64 row_stride, int img_w, i
                plane_stride, mirror);
     else
         return -1;
+    return 0;
+}
+
+// img: (h, w, cn) uint16 (is_signed 0) or int16 (1), rows row_stride elements apart. The window (x0, y0, ow, oh)
+// is normalised into out as above. Returns 0.
+int rg_cpu_crop_normalize_16(const void* img, rg_i64 row_stride, int cn, int is_signed, int x0, int y0, int ow,
+                             int oh, const int* swap, const float* mean, const float* mult, const float* bias,
+                             float* out, rg_i64 plane_stride, int mirror) {
+    if (is_signed)
+        crop_normalize((const rg_i16*)img, row_stride, cn, x0, y0, ow, oh, swap, mean, mult, bias, out,
+                       plane_stride, mirror != 0);
+    else
+        crop_normalize((const rg_u16*)img, row_stride, cn, x0, y0, ow, oh, swap, mean, mult, bias, out,
+                       plane_stride, mirror != 0);
     return 0;
 }
 

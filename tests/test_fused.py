@@ -133,6 +133,27 @@ def test_real_photo_at_imagenet_settings():
         assert_same(*both(plan, img), plan.stages)
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "int16"])
+@pytest.mark.parametrize("c", [1, 3])
+def test_16bit_crops_equal_the_numpy_path(dtype, c):
+    rng = np.random.default_rng(zlib.crc32(repr((dtype, c)).encode()))
+    info = np.iinfo(dtype)
+    for _ in range(40):
+        h, w = int(rng.integers(1, 90)), int(rng.integers(1, 90))
+        img = rng.integers(info.min, info.max, (h, w, c), endpoint=True).astype(dtype)
+        img.flat[:2] = (info.min, info.max)
+        if rng.random() < 0.3:
+            stages, out_hw = [], (h, w)
+        else:
+            oh, ow = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+            stages, out_hw = [Crop(int(rng.integers(w - ow + 1)), int(rng.integers(h - oh + 1)), ow, oh)], (oh, ow)
+        nm = norm(c, rng, mean=tuple(float(v) for v in rng.uniform(-2000, 40000, c)),
+                  mult=tuple(float(v) for v in rng.choice([1 / 512, -1 / 300, 1.0, 0.0], c)),
+                  bias=tuple(float(v) for v in rng.choice([0.0, 0.5, -3.0], c)))
+        plan = plan_of(stages, img, out_hw, nm)
+        assert_same(*both(plan, img), (dtype, img.shape, stages, nm))
+
+
 def _guarded(shape: tuple[int, ...]) -> tuple[np.ndarray, mmap.mmap]:
     """A uint8 array whose last byte is the last readable byte before an inaccessible page."""
     page = mmap.PAGESIZE
@@ -164,6 +185,27 @@ def test_no_read_past_the_last_pixel(c):
         buf.close()
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_one_channel_view_of_a_2d_image(dtype):
+    """Decoders return (H, W) for one channel; the executor adds the axis as a view (its stride is 0)."""
+    rng = np.random.default_rng(11)
+    img2d = rng.integers(0, 256 if dtype == "uint8" else 65536, (37, 45)).astype(dtype)
+    img = img2d[:, :, None]
+    plan = plan_of([Crop(3, 4, 40, 30)], img, (30, 40), norm(1, rng))
+    want, got = both(plan, img)
+    assert_same(want, got, dtype)
+    out = np.empty(plan.out_shape, np.float32)
+    calls = []
+    real = fused.run
+    try:
+        fused.run = lambda *a: calls.append(real(*a)) or calls[-1]
+        cpu.execute(plan, img2d, out)  # the iterator's call: a 2-D image
+    finally:
+        fused.run = real
+    assert calls == [True]
+    assert_same(want, out, "execute")
+
+
 def test_strided_source_rows():
     rng = np.random.default_rng(3)
     big = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)
@@ -173,14 +215,16 @@ def test_strided_source_rows():
     assert_same(*both(plan, img), "strided")
 
 
-@pytest.mark.parametrize("case", ["cubic", "uint16", "float16", "mean_image", "colour", "warp", "4 channels",
+@pytest.mark.parametrize("case", ["cubic", "uint16 resize", "float32 source", "float16", "mean_image", "colour", "warp", "4 channels",
                                   "crop after a cubic resize"])
 def test_other_plans_take_the_opencv_path(case):
     rng = np.random.default_rng(0)
     c = 4 if case == "4 channels" else 3
     img = rng.integers(0, 256, (40, 50, c), dtype=np.uint8)
-    if case == "uint16":
+    if case == "uint16 resize":
         img = img.astype(np.uint16) * 257
+    elif case == "float32 source":
+        img = img.astype(np.float32)
     stages = [Resize(50, 40, INTER_LINEAR), Crop(5, 5, 30, 20)]
     nm = norm(c, rng, swap=(2, 1, 0, 3)) if c == 4 else norm(c, rng)
     if case == "cubic":

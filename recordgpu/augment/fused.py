@@ -1,11 +1,16 @@
-"""The host executor's fast path: resize + crop + normalise of an 8-bit image in one native pass.
+"""The host executor's fast path: resize + crop + normalise in one native pass.
 
-The most common plans (ImageNet-style eval: ``Resize`` then a centre ``Crop``; train: ``CropResize`` or a
-plain ``Crop``; bilinear, uint8 source with 1 or 3 channels, float32 output, no mean image, optional mirror)
-run through ``kernels/cpu_fused.cpp``: it computes only the resized pixels the crop keeps, with OpenCV's
-fixed-point bilinear arithmetic, and writes them normalised into the planar output in the same pass. The
-numbers are those of the OpenCV path of :mod:`recordgpu.augment.cpu` (tested pixel for pixel); every other
-plan, or a machine without a C++ compiler, takes that path.
+The most common plans run through ``kernels/cpu_fused.cpp`` (1 or 3 channels, float32 output, no mean image,
+optional mirror):
+
+* uint8 images, ImageNet-style eval (``Resize`` then a centre ``Crop``) and train (``CropResize`` or a plain
+  ``Crop``), bilinear: only the resized pixels the crop keeps are computed, with OpenCV's fixed-point bilinear
+  arithmetic, and written normalised into the planar output in the same pass;
+* uint16 / int16 images with at most a ``Crop`` (medical slices at their stored size): one pass from the stored
+  values to the normalised float32 planes.
+
+The numbers are those of the OpenCV/numpy path of :mod:`recordgpu.augment.cpu` (tested value for value); every
+other plan, or a machine without a C++ compiler, takes that path.
 
 The library is compiled on first use with the system C++ compiler and cached like the kernels' host build
 (:mod:`recordgpu.kernels.host`). ``RECORDGPU_NATIVE=0`` turns the fast path off.
@@ -37,6 +42,9 @@ def _load() -> ctypes.CDLL | None:
     vp, i, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
     fn = lib.rg_cpu_resize_normalize_u8
     fn.argtypes = [vp, i64, i, i, i, i, i, i, i, i, i, i, i, i, vp, vp, vp, vp, vp, i64, i]
+    fn.restype = i
+    fn = lib.rg_cpu_crop_normalize_16
+    fn.argtypes = [vp, i64, i, i, i, i, i, i, vp, vp, vp, vp, vp, i64, i]
     fn.restype = i
     return lib
 
@@ -99,16 +107,37 @@ def _window(plan: SamplePlan, h: int, w: int) -> tuple[int, ...] | None:
     return (x0, y0, sw, sh) + size + corner
 
 
+def _crop(plan: SamplePlan, h: int, w: int) -> tuple[int, int] | None:
+    """Top-left corner of the output window when the plan's geometry is at most a crop, else None."""
+    geo = plan.stages[:-1]
+    oh, ow = plan.out_shape[1:]
+    if not geo:
+        return (0, 0) if (h, w) == (oh, ow) else None
+    if len(geo) != 1 or not isinstance(geo[0], Crop):
+        return None
+    st = geo[0]
+    if (st.w, st.h) != (ow, oh) or st.x < 0 or st.y < 0 or st.x + ow > w or st.y + oh > h:
+        return None
+    return st.x, st.y
+
+
 def run(plan: SamplePlan, img: np.ndarray, out: np.ndarray) -> bool:
-    """Execute ``plan`` on ``img`` ((H, W, C) uint8) into ``out`` ((C, H, W) float32) if the fast path can;
-    False (nothing written) when it cannot: the caller then runs the OpenCV path."""
+    """Execute ``plan`` on ``img`` ((H, W, C)) into ``out`` ((C, H, W) float32) if the fast path can; False
+    (nothing written) when it cannot: the caller then runs the OpenCV path."""
     norm: Normalize = plan.normalize
-    c = img.shape[2]
-    if (img.dtype != np.uint8 or c not in (1, 3) or norm.out_dtype != "float32" or norm.mean_image is not None
+    h, w, c = img.shape
+    item = img.itemsize
+    if (c not in (1, 3) or norm.out_dtype != "float32" or norm.mean_image is not None
             or out.dtype != np.float32 or not out.flags.c_contiguous
-            or img.strides[2] != 1 or img.strides[1] != c or img.strides[0] < img.shape[1] * c):
+            or (c > 1 and img.strides[2] != item) or img.strides[1] != c * item  # (H, W)[..., None]: any
+            or img.strides[0] < w * c * item or img.strides[0] % item):
         return False
-    win = _window(plan, img.shape[0], img.shape[1])
+    if img.dtype == np.uint8:
+        win = _window(plan, h, w)
+    elif img.dtype in (np.uint16, np.int16):
+        win = _crop(plan, h, w)
+    else:
+        return False
     if win is None:
         return False
     lib = library()
@@ -116,8 +145,13 @@ def run(plan: SamplePlan, img: np.ndarray, out: np.ndarray) -> bool:
         return False
     oh, ow = out.shape[1:]
     _, (swap, mean, mult, bias) = _constants(norm)
-    rc = lib.rg_cpu_resize_normalize_u8(img.ctypes.data, img.strides[0], img.shape[1], c, *win, ow, oh,
-                                        swap, mean, mult, bias, out.ctypes.data, oh * ow, int(norm.mirror))
+    if img.dtype == np.uint8:
+        rc = lib.rg_cpu_resize_normalize_u8(img.ctypes.data, img.strides[0], w, c, *win, ow, oh,
+                                            swap, mean, mult, bias, out.ctypes.data, oh * ow, int(norm.mirror))
+    else:
+        rc = lib.rg_cpu_crop_normalize_16(img.ctypes.data, img.strides[0] // item, c, int(img.dtype == np.int16),
+                                          *win, ow, oh, swap, mean, mult, bias, out.ctypes.data, oh * ow,
+                                          int(norm.mirror))
     return rc == 0
 
 

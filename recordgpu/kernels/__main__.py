@@ -1,6 +1,7 @@
 """``python -m recordgpu.kernels --check``: compile every kernel with NVRTC for sm_75, sm_80 and sm_90 (no
 GPU needed), print registers and spills per kernel and architecture, exit non-zero on any error or
-warning. ``--host`` also builds the host library."""
+warning. ``--host`` also builds the host library. ``--cpu`` only builds the CPU executor's fast path
+(:mod:`recordgpu.augment.fused`; no NVRTC needed) into the kernel cache, e.g. while making a container image."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", action="append", metavar="sm_XX",
                     help=f"architecture to compile for (repeatable; default {' '.join(DEFAULT_ARCHS)})")
     ap.add_argument("--host", action="store_true", help="also build the host library and print its path")
+    ap.add_argument("--cpu", action="store_true",
+                    help="only build the CPU fast path into the kernel cache and print its path")
     args = ap.parse_args(argv)
+    if args.cpu:
+        from .host import HostBuildError, build_cpu_library
+        try:
+            print(f"CPU fast path: {build_cpu_library()}")
+        except HostBuildError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
     from . import kernel_dir
     from .nvrtc import NvrtcError, NvrtcUnavailable, nvrtc
 
