@@ -1,14 +1,17 @@
-// recordgpu CPU fast path: bilinear resize of an 8-bit image, only the output window that survives the crop,
-// fused with the float32 normalisation and the planar (C, H, W) write, optionally mirrored.
+// recordgpu CPU fast path: the host executor's most common plans in one pass each.
 //
-// The numbers are those of cv::resize(INTER_LINEAR) on CV_8U followed by the crop and Normalize (the host
-// executor's OpenCV path, MXNet's numbers): the same coefficient tables (rg_axis_coeffs of rg_resize.cuh),
-// OpenCV's separable fixed-point arithmetic (horizontal int sums of 11-bit coefficients, the vertical step
-// ((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2) >> 2), then (v - mean) * mult + bias in float32.
-// A crop only selects which resized pixels to compute, so a centre crop of 224 from a 256-short-side resize
-// computes 224 x 224 pixels instead of the whole resized image, and the 8-bit intermediate never leaves
-// the cache. Built by recordgpu/kernels/host.py with the host build's flags plus -O3; SSE2 where available
-// (every x86-64), plain C++ elsewhere.
+// * 8-bit images: bilinear resize of only the output window that survives the crop, fused with the float32
+//   normalisation and the planar (C, H, W) write, optionally mirrored. The numbers are those of
+//   cv::resize(INTER_LINEAR) on CV_8U followed by the crop and Normalize (the host executor's OpenCV path,
+//   MXNet's numbers): the same coefficient tables (rg_axis_coeffs of rg_resize.cuh), OpenCV's separable
+//   fixed-point arithmetic (horizontal int sums of 11-bit coefficients, the vertical step
+//   ((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2) >> 2), then (v - mean) * mult + bias in float32.
+//   A crop only selects which resized pixels to compute, so a centre crop of 224 from a 256-short-side resize
+//   computes 224 x 224 pixels instead of the whole resized image, which is never materialised.
+// * 16-bit images (uint16, int16) with at most a crop: (v - mean) * mult + bias straight into the planes.
+//
+// Built by recordgpu/kernels/host.py with the host build's flags but -O3; SSE2 where available (every
+// x86-64), plain C++ elsewhere.
 #include <stdint.h>
 #include <string.h>
 
@@ -60,7 +63,7 @@ struct HPass {
             if (a.w1[i] == 0 && a.src[i] + x0 + 1 >= img_w && two_tap == n) two_tap = i;
         }
         simd = 0;
-        while (simd < two_tap && (long)off[simd] + 8 <= (long)img_w * CN) simd++;
+        while (simd < two_tap && (rg_i64)off[simd] + 8 <= (rg_i64)img_w * CN) simd++;
     }
     void run(const rg_u8* row, rg_i16* planes, int plane_len) const {
         int i = 0;
@@ -118,27 +121,40 @@ inline float normalize(int v, float mean, float mult, float bias) {
     return f + bias;
 }
 
+#ifdef __SSE2__
+struct Norm4 {  // normalize() on four lanes
+    __m128 mean, mult, bias;
+    Norm4(float m, float f, float b) : mean(_mm_set1_ps(m)), mult(_mm_set1_ps(f)), bias(_mm_set1_ps(b)) {}
+    __m128 operator()(__m128i v) const {
+        return _mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_cvtepi32_ps(v), mean), mult), bias);
+    }
+};
+
+// Values x..x+7 of a row of n (int32 in lo, hi) normalised into out[x..x+7], or mirrored into out[n-8-x..n-1-x].
+inline void put8(float* out, int n, int x, __m128i lo, __m128i hi, const Norm4& norm, bool mirror) {
+    __m128 a = norm(lo), b = norm(hi);
+    if (mirror) {
+        _mm_storeu_ps(out + n - x - 4, _mm_shuffle_ps(a, a, _MM_SHUFFLE(0, 1, 2, 3)));
+        _mm_storeu_ps(out + n - x - 8, _mm_shuffle_ps(b, b, _MM_SHUFFLE(0, 1, 2, 3)));
+    } else {
+        _mm_storeu_ps(out + x, a);
+        _mm_storeu_ps(out + x + 4, b);
+    }
+}
+#endif
+
 // The vertical step of one output row for one channel, normalised into out (mirrored: written right to left).
 void vpass(const rg_i16* a, const rg_i16* b, int b0, int b1, int n, float mean, float mult, float bias,
            float* out, bool mirror) {
     int x = 0;
 #ifdef __SSE2__
     const __m128i vb0 = _mm_set1_epi16((short)b0), vb1 = _mm_set1_epi16((short)b1), two = _mm_set1_epi16(2);
-    const __m128i z = _mm_setzero_si128();
-    const __m128 vmean = _mm_set1_ps(mean), vmult = _mm_set1_ps(mult), vbias = _mm_set1_ps(bias);
+    const Norm4 norm(mean, mult, bias);
     for (; x + 8 <= n; x += 8) {
         __m128i s = _mm_add_epi16(_mm_mulhi_epi16(_mm_loadu_si128((const __m128i*)(a + x)), vb0),
                                   _mm_mulhi_epi16(_mm_loadu_si128((const __m128i*)(b + x)), vb1));
         s = _mm_srai_epi16(_mm_add_epi16(s, two), 2);  // 0..255
-        __m128 lo = _mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(s, z)), vmean), vmult), vbias);
-        __m128 hi = _mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(s, z)), vmean), vmult), vbias);
-        if (mirror) {
-            _mm_storeu_ps(out + n - x - 4, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(0, 1, 2, 3)));
-            _mm_storeu_ps(out + n - x - 8, _mm_shuffle_ps(hi, hi, _MM_SHUFFLE(0, 1, 2, 3)));
-        } else {
-            _mm_storeu_ps(out + x, lo);
-            _mm_storeu_ps(out + x + 4, hi);
-        }
+        put8(out, n, x, _mm_unpacklo_epi16(s, zero()), _mm_unpackhi_epi16(s, zero()), norm, mirror);
     }
 #endif
     for (; x < n; x++) {
@@ -191,7 +207,7 @@ void crop_normalize(const T* img, rg_i64 row_stride, int cn, int x0, int y0, int
             int x = 0;
 #ifdef __SSE2__
             if (cn == 1) {
-                const __m128 vm = _mm_set1_ps(m), vf = _mm_set1_ps(f), vb = _mm_set1_ps(b);
+                const Norm4 norm(m, f, b);
                 for (; x + 8 <= ow; x += 8) {
                     __m128i v = _mm_loadu_si128((const __m128i*)(src + x));
                     __m128i lo, hi;
@@ -202,15 +218,7 @@ void crop_normalize(const T* img, rg_i64 row_stride, int cn, int x0, int y0, int
                         lo = _mm_srai_epi32(_mm_unpacklo_epi16(v, v), 16);
                         hi = _mm_srai_epi32(_mm_unpackhi_epi16(v, v), 16);
                     }
-                    __m128 a = _mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_cvtepi32_ps(lo), vm), vf), vb);
-                    __m128 c = _mm_add_ps(_mm_mul_ps(_mm_sub_ps(_mm_cvtepi32_ps(hi), vm), vf), vb);
-                    if (mirror) {
-                        _mm_storeu_ps(dst + ow - x - 4, _mm_shuffle_ps(a, a, _MM_SHUFFLE(0, 1, 2, 3)));
-                        _mm_storeu_ps(dst + ow - x - 8, _mm_shuffle_ps(c, c, _MM_SHUFFLE(0, 1, 2, 3)));
-                    } else {
-                        _mm_storeu_ps(dst + x, a);
-                        _mm_storeu_ps(dst + x + 4, c);
-                    }
+                    put8(dst, ow, x, lo, hi, norm, mirror);
                 }
             }
 #endif

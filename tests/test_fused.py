@@ -322,3 +322,16 @@ def test_iterator_batches_do_not_depend_on_the_fast_path(tmp_path, monkeypatch):
         assert len(on) == len(off) == 3
         for a, b in zip(on, off):
             assert_same(b, a, extra)
+
+
+def test_build_ahead_command(monkeypatch, tmp_path, capsys):
+    from recordgpu.kernels.__main__ import main
+
+    monkeypatch.setenv("RECORDGPU_CACHE_DIR", str(tmp_path))
+    assert main(["--cpu"]) == 0
+    path = capsys.readouterr().out.split(": ", 1)[1].strip()
+    assert path.startswith(str(tmp_path)) and path.endswith(".so")
+    monkeypatch.setenv("RECORDGPU_CACHE_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert main(["--cpu"]) == 1
+    assert "no C++ compiler" in capsys.readouterr().err

@@ -50,6 +50,10 @@ def main() -> None:
     res["rss"] = sampler.stop()
     res["version"] = f"recordgpu {recordgpu.__version__}"
     res["prefetch_buffer"] = int(kw.get("prefetch_buffer", getattr(it, "prefetch_buffer", 4)))
+    if not on_gpu:
+        from recordgpu.augment import fused
+
+        res["note"] = f"CPU fast path {fused.status()}"
     if on_gpu:
         res["gpu"] = gpu_name
         res["note"] = f"CuPy pool {gpu_common.pool_mb(cupy):,.0f} MB after the run"

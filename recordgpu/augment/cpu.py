@@ -33,8 +33,9 @@ round-half-even; float32 is kept as computed.
 Output (``Normalize``): planar RGB(A), mirror flips W. float32 ``(p - mean) * mult + bias`` in float32;
 float16 that rounded once; int8/int16 ``saturate(p - round_half_away(mean))``; uint8/uint16 raw ``p``.
 
-The plans :mod:`recordgpu.augment.fused` covers (bilinear resize / crop of uint8 images to float32) run
-there by default: one native pass with the same numbers (``execute(..., fast=False)`` runs the stages here).
+The plans :mod:`recordgpu.augment.fused` covers (bilinear resize and crop of uint8 images, crops of 16-bit
+images, to float32) run there by default: one native pass with the same numbers (``execute(..., fast=False)``
+runs the stages here).
 
 ``FloatIntensity`` (window, intensity range, zscore, percentile; :mod:`recordgpu.augment.intensity`) turns
 the sample into float32 right before ``Normalize``; nothing is rounded to the source dtype after it.

@@ -10,6 +10,18 @@ import sys
 from .check import DEFAULT_ARCHS, check_kernels, format_reports
 
 
+def _build(what: str, build) -> int:
+    """Build one of the host-compiled libraries and print its path; 0, or 1 with the error on stderr."""
+    from .host import HostBuildError
+
+    try:
+        print(f"{what}: {build()}")
+    except HostBuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m recordgpu.kernels", description=__doc__)
     ap.add_argument("--check", action="store_true", help="compile every kernel with NVRTC (the default action)")
@@ -19,14 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu", action="store_true",
                     help="only build the CPU fast path into the kernel cache and print its path")
     args = ap.parse_args(argv)
+    from . import host
+
     if args.cpu:
-        from .host import HostBuildError, build_cpu_library
-        try:
-            print(f"CPU fast path: {build_cpu_library()}")
-        except HostBuildError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        return 0
+        return _build("CPU fast path", host.build_cpu_library)
     from . import kernel_dir
     from .nvrtc import NvrtcError, NvrtcUnavailable, nvrtc
 
@@ -40,13 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     reports = check_kernels(tuple(args.arch) if args.arch else DEFAULT_ARCHS)
     print(format_reports(reports))
     failed = [r for r in reports if not r.ok]
-    if args.host:
-        from .host import HostBuildError, build_host_library
-        try:
-            print(f"host library: {build_host_library()}")
-        except HostBuildError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+    if args.host and _build("host library", host.build_host_library):
+        return 1
     if failed:
         print(f"FAILED: {len(failed)} of {len(reports)} compilations had errors or warnings", file=sys.stderr)
         return 1
