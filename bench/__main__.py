@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", help="also write both benches' results to this JSON file")
     s = sub.add_parser("setup", help="create the peers' virtualenvs (and install scikit-image here)")
     s.add_argument("--peers", type=iterators.parse_peers, default=list(PEERS),
-                   help=f"comma list of peers ({','.join(PEERS)})")
+                   help=f"comma list of peers (default {','.join(PEERS)})")
     s.add_argument("--no-skimage", action="store_true", help="do not pip install scikit-image")
     s.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="set up the peers of the CPU bench (default) or of the GPU bench (DALI with CuPy)")

@@ -23,7 +23,7 @@ from typing import Callable
 
 from . import datasets
 from .common import fmt_num, format_table, machine_summary, write_json
-from .peers import DEVICE_LOADERS, LOADERS, PEERS, LoaderUnavailable, interpreter, run_loader
+from .peers import DEVICE_LOADERS, LOADERS, PEER_CHOICES, PEERS, LoaderUnavailable, interpreter, run_loader
 
 IMAGENET_MEAN = [123.68, 116.779, 103.939]
 IMAGENET_STD = [58.393, 57.12, 57.375]
@@ -195,9 +195,9 @@ def render(results: list[dict], dsets: dict, threads: int, epochs: int, batch_si
 
 def parse_peers(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip() and t.strip() != "none"]
-    bad = [n for n in names if n not in PEERS]
+    bad = [n for n in names if n not in PEER_CHOICES]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown peer(s) {', '.join(bad)}; known: {', '.join(PEERS)}")
+        raise argparse.ArgumentTypeError(f"unknown peer(s) {', '.join(bad)}; known: {', '.join(PEER_CHOICES)}")
     return names
 
 
@@ -215,7 +215,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(nvImageCodec decode only, recordgpu device='gpu', DALI mixed pipeline)")
     p.add_argument("--threads", type=int, default=2, help="decoding threads for every loader (default 2)")
     p.add_argument("--peers", type=parse_peers, default=list(PEERS),
-                   help=f"comma list of peers to compare ({','.join(PEERS)}; 'none' for none)")
+                   help=f"comma list of peers to compare (default {','.join(PEERS)}; also 'opencv': recordgpu "
+                        "with its CPU fast path off; 'none' for none)")
     p.add_argument("--settings", type=parse_settings, default=list(SETTINGS),
                    help=f"comma list of settings (default {','.join(SETTINGS)})")
     p.add_argument("--epochs", type=int, default=3, help="epochs per loader run (default 3)")

@@ -187,3 +187,16 @@ def test_dali_gpu_pipeline_is_defined_for_every_setting():
                "device": "gpu"}
         assert dali_runner.build(cfg).device_id == 0
         assert dali_runner.build({**cfg, "device": "cpu"}).device_id is None
+
+
+def test_iter_bench_compares_with_the_fast_path_off(tmp_path, capsys):
+    js = tmp_path / "iter.json"
+    assert bench_main(["iter", "--data", str(tmp_path), "--peers", "opencv", "--settings", "eval", "--n-photos", "8",
+                       "--batch-size", "4", "--epochs", "1", "--photo-source", "synthetic", "--rounds", "1",
+                       "--json", str(js)]) == 0
+    _, rows = _table(capsys.readouterr().out, "setting")
+    by = {r[1]: r for r in rows}
+    assert set(by) == {"decode only (cv2.imdecode)", "recordgpu ImageRecordIter", "recordgpu, fast path off"}
+    assert by["recordgpu, fast path off"][-1].endswith("CPU fast path off: RECORDGPU_NATIVE=0")
+    for r in json.loads(js.read_text())["results"]:
+        assert "img_s" in r["result"], r

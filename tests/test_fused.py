@@ -57,7 +57,8 @@ def random_plan(rng: np.random.Generator, img: np.ndarray) -> SamplePlan:
     kind = rng.integers(4)
     if kind == 0:  # resize (up or down) then a crop of it
         rw, rh = int(rng.integers(ow, ow + 150)), int(rng.integers(oh, oh + 150))
-        st = [Resize(rw, rh, INTER_LINEAR), Crop(int(rng.integers(rw - ow + 1)), int(rng.integers(rh - oh + 1)), ow, oh)]
+        st = [Resize(rw, rh, INTER_LINEAR),
+              Crop(int(rng.integers(rw - ow + 1)), int(rng.integers(rh - oh + 1)), ow, oh)]
     elif kind == 1:  # crop a region, resize it to the output
         x, y = int(rng.integers(w)), int(rng.integers(h))
         st = [CropResize(x, y, int(rng.integers(1, w - x + 1)), int(rng.integers(1, h - y + 1)), ow, oh, INTER_LINEAR)]
@@ -215,8 +216,8 @@ def test_strided_source_rows():
     assert_same(*both(plan, img), "strided")
 
 
-@pytest.mark.parametrize("case", ["cubic", "uint16 resize", "float32 source", "float16", "mean_image", "colour", "warp", "4 channels",
-                                  "crop after a cubic resize"])
+@pytest.mark.parametrize("case", ["cubic", "uint16 resize", "float32 source", "float16", "mean_image", "colour",
+                                  "warp", "4 channels", "crop after a cubic resize"])
 def test_other_plans_take_the_opencv_path(case):
     rng = np.random.default_rng(0)
     c = 4 if case == "4 channels" else 3

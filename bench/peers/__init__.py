@@ -50,6 +50,9 @@ _DALI_IMPORT = "import nvidia.dali.fn, nvidia.dali.types; from nvidia.dali impor
 LOADERS: dict[str, Loader] = {
     "decode": Loader("decode", "decode only (cv2.imdecode)", "decode_runner.py"),
     "recordgpu": Loader("recordgpu", "recordgpu ImageRecordIter", "recordgpu_runner.py"),
+    # recordgpu with its CPU fast path off (OpenCV/numpy stages): what the fast path is worth
+    "recordgpu-opencv": Loader("recordgpu-opencv", "recordgpu, fast path off", "recordgpu_runner.py",
+                               env={"RECORDGPU_NATIVE": "0"}),
     "dali": Loader("dali", "DALI CPU pipeline", "dali_runner.py", venv=".venv-dali",
                    requirements=("nvidia-dali-cuda120",), import_check=_DALI_IMPORT),
     "mxnet": Loader("mxnet", "MXNet ImageRecordIter", "mxnet_runner.py", venv=".venv-mxnet",
@@ -62,9 +65,11 @@ LOADERS: dict[str, Loader] = {
                        requirements=("nvidia-dali-cuda120", "cupy-cuda12x"),
                        import_check=_DALI_IMPORT + "; import cupy"),
 }
-PEERS = ("dali", "mxnet")
+PEERS = ("dali", "mxnet")  # compared by default
+#: everything --peers accepts: the peers, and ``opencv`` (recordgpu with the fast path off, CPU only)
+PEER_CHOICES = PEERS + ("opencv",)
 #: loaders per device: the decode-only floor, recordgpu, and the peers that run there (by --peers name)
-DEVICE_LOADERS = {"cpu": ("decode", "recordgpu", {"dali": "dali", "mxnet": "mxnet"}),
+DEVICE_LOADERS = {"cpu": ("decode", "recordgpu", {"dali": "dali", "mxnet": "mxnet", "opencv": "recordgpu-opencv"}),
                   "gpu": ("decode-gpu", "recordgpu-gpu", {"dali": "dali-gpu"})}
 
 
