@@ -19,13 +19,15 @@
 
 #include "rg_resize.cuh"
 
-#ifdef __SSE2__
+// RG_NO_SIMD builds the plain C++ of every loop (what non-x86 machines run; the tests build it too)
+#if defined(__SSE2__) && !defined(RG_NO_SIMD)
+#define RG_SSE2 1
 #include <emmintrin.h>
 #endif
 
 namespace {
 
-#ifdef __SSE2__
+#ifdef RG_SSE2
 inline __m128i zero() { return _mm_setzero_si128(); }
 #endif
 
@@ -67,7 +69,7 @@ struct HPass {
     }
     void run(const rg_u8* row, rg_i16* planes, int plane_len) const {
         int i = 0;
-#ifdef __SSE2__
+#ifdef RG_SSE2
         if (CN == 3) {
             // four pixels at a time: each 8-byte load holds a pixel's two taps, (p0 p3) (p1 p4) (p2 p5)
             // pairs meet their weights in one pmaddwd, and a 4x4 transpose turns pixels into planes
@@ -121,7 +123,7 @@ inline float normalize(int v, float mean, float mult, float bias) {
     return f + bias;
 }
 
-#ifdef __SSE2__
+#ifdef RG_SSE2
 struct Norm4 {  // normalize() on four lanes
     __m128 mean, mult, bias;
     Norm4(float m, float f, float b) : mean(_mm_set1_ps(m)), mult(_mm_set1_ps(f)), bias(_mm_set1_ps(b)) {}
@@ -147,7 +149,7 @@ inline void put8(float* out, int n, int x, __m128i lo, __m128i hi, const Norm4& 
 void vpass(const rg_i16* a, const rg_i16* b, int b0, int b1, int n, float mean, float mult, float bias,
            float* out, bool mirror) {
     int x = 0;
-#ifdef __SSE2__
+#ifdef RG_SSE2
     const __m128i vb0 = _mm_set1_epi16((short)b0), vb1 = _mm_set1_epi16((short)b1), two = _mm_set1_epi16(2);
     const Norm4 norm(mean, mult, bias);
     for (; x + 8 <= n; x += 8) {
@@ -205,7 +207,7 @@ void crop_normalize(const T* img, rg_i64 row_stride, int cn, int x0, int y0, int
             const T* src = img + (y0 + j) * row_stride + (rg_i64)x0 * cn + swap[k];
             float* dst = out + k * plane_stride + (rg_i64)j * ow;
             int x = 0;
-#ifdef __SSE2__
+#ifdef RG_SSE2
             if (cn == 1) {
                 const Norm4 norm(m, f, b);
                 for (; x + 8 <= ow; x += 8) {

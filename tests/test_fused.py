@@ -325,6 +325,27 @@ def test_iterator_batches_do_not_depend_on_the_fast_path(tmp_path, monkeypatch):
             assert_same(b, a, extra)
 
 
+def test_plain_cpp_build_gives_the_same_numbers(monkeypatch):
+    """The loops without SSE2 (what ARM machines run) against the OpenCV path, on the same random plans."""
+    plain = fused.bind(ctypes.CDLL(str(build_cpu_library(simd=False))))
+    monkeypatch.setattr(fused, "_state", {"lib": plain})
+    rng = np.random.default_rng(99)
+    for k in range(200):
+        if k % 4 == 3:
+            dtype = ("uint16", "int16")[k % 8 // 4]
+            info = np.iinfo(dtype)
+            img = rng.integers(info.min, info.max, (int(rng.integers(1, 60)), int(rng.integers(1, 60)),
+                                                     int(rng.choice([1, 3]))), endpoint=True).astype(dtype)
+            h, w, c = img.shape
+            oh, ow = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+            plan = plan_of([Crop(int(rng.integers(w - ow + 1)), int(rng.integers(h - oh + 1)), ow, oh)], img,
+                           (oh, ow), norm(c, rng))
+        else:
+            img = image(rng, int(rng.integers(1, 150)), int(rng.integers(1, 150)), int(rng.choice([1, 3])))
+            plan = random_plan(rng, img)
+        assert_same(*both(plan, img), plan.stages)
+
+
 def test_build_ahead_command(monkeypatch, tmp_path, capsys):
     from recordgpu.kernels.__main__ import main
 

@@ -35,10 +35,14 @@ def _load() -> ctypes.CDLL | None:
     from ..kernels.host import HostBuildError, build_cpu_library  # noqa: PLC0415 (lazy: needs a compiler)
 
     try:
-        lib = ctypes.CDLL(str(build_cpu_library()))
-    except (HostBuildError, OSError) as e:
+        return bind(ctypes.CDLL(str(build_cpu_library())))
+    except (HostBuildError, OSError, AttributeError) as e:  # AttributeError: an entry point is missing
         _state["why"] = str(e).splitlines()[0]
         return None
+
+
+def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare the argument types of the library's entry points; returns ``lib``."""
     vp, i, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
     fn = lib.rg_cpu_resize_normalize_u8
     fn.argtypes = [vp, i64, i, i, i, i, i, i, i, i, i, i, i, i, vp, vp, vp, vp, vp, i64, i]
@@ -163,4 +167,4 @@ def _constants(norm: Normalize) -> tuple[tuple[np.ndarray, ...], tuple[int, ...]
     return arrays, tuple(a.ctypes.data for a in arrays)
 
 
-__all__ = ["run", "library", "status"]
+__all__ = ["run", "library", "status", "bind"]

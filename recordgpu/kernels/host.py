@@ -64,12 +64,15 @@ def build_host_library(compiler: str | None = None) -> Path:
     return _build(HOST_SOURCE, "rg_host", CXX_FLAGS, compiler)
 
 
-def build_cpu_library(compiler: str | None = None) -> Path:
+def build_cpu_library(compiler: str | None = None, simd: bool = True) -> Path:
     """Build (or find in the cache) the CPU fast path (``cpu_fused.cpp``); returns its path.
 
     Its cache key leaves the compiler out (any conforming compiler gives the same numbers with these flags), so
-    a library built once, e.g. while making a container image, is found later on a machine without one."""
-    return _build(CPU_SOURCE, "rg_cpu", CPU_CXX_FLAGS, compiler, key_has_compiler=False)
+    a library built once, e.g. while making a container image, is found later on a machine without one.
+    ``simd=False`` builds the plain C++ loops only (what machines without SSE2 run), for tests."""
+    if simd:
+        return _build(CPU_SOURCE, "rg_cpu", CPU_CXX_FLAGS, compiler, key_has_compiler=False)
+    return _build(CPU_SOURCE, "rg_cpu_plain", CPU_CXX_FLAGS + ("-DRG_NO_SIMD",), compiler, key_has_compiler=False)
 
 
 def _build(source: str, stem: str, flags: Sequence[str], compiler: str | None,
