@@ -54,7 +54,7 @@ def main() -> None:
         from recordgpu.augment import fused
 
         res["note"] = f"CPU fast path {fused.status()}"
-    if on_gpu:
+    else:
         res["gpu"] = gpu_name
         res["note"] = f"CuPy pool {gpu_common.pool_mb(cupy):,.0f} MB after the run"
         stats = getattr(it, "decode_stats", None)
