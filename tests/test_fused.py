@@ -274,10 +274,12 @@ def test_switched_off_by_environment(fresh_state, monkeypatch):
     assert not fused.run(plan, img, out)
 
 
-def test_without_a_compiler_it_is_off_and_says_why(fresh_state, monkeypatch, tmp_path):
+def test_without_a_compiler_it_is_off_and_says_why(fresh_state, monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("RECORDGPU_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    assert fused.status().startswith("off: no C++ compiler")
+    with caplog.at_level("INFO", logger="recordgpu.augment.fused"):
+        assert fused.status().startswith("off: no C++ compiler")
+    assert "CPU fast path off" in caplog.text
 
 
 def test_a_cached_build_needs_no_compiler(monkeypatch, tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import os
 import threading
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 
 from .plan import INTER_LINEAR, Crop, CropResize, Normalize, Resize, SamplePlan
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _state: dict[str, Any] = {}  # "lib": the CDLL or None, "why": why it is off
 
@@ -38,6 +40,7 @@ def _load() -> ctypes.CDLL | None:
         return bind(ctypes.CDLL(str(build_cpu_library())))
     except (HostBuildError, OSError, AttributeError) as e:  # AttributeError: an entry point is missing
         _state["why"] = str(e).splitlines()[0]
+        log.info("CPU fast path off, OpenCV runs its stages (same numbers, slower): %s", _state["why"])
         return None
 
 
