@@ -12,9 +12,6 @@
 //
 // Built by recordgpu/kernels/host.py with the host build's flags but -O3; SSE2 where available (every
 // x86-64), plain C++ elsewhere.
-#include <stdint.h>
-#include <string.h>
-
 #include <vector>
 
 #include "rg_resize.cuh"
@@ -55,14 +52,15 @@ struct HPass {
     const Axis& ax;
     std::vector<int> off;   // byte offset of each output pixel's first tap in the row
     std::vector<int> wpair; // (w1 << 16) | w0, for _mm_madd_epi16
-    int n, two_tap, simd;   // pixels; [0, two_tap) have two taps; [0, simd) may load 8 bytes from their tap
+    int n, two_tap, simd;   // pixels; [0, two_tap) read their second tap inside the image row (from two_tap on
+                            // it would lie past the row's end, and its weight is 0); [0, simd) may load 8 bytes
     HPass(const Axis& a, int x0, int img_w) : ax(a), off(a.src.size()), wpair(a.src.size()) {
         n = (int)a.src.size();
         two_tap = n;
         for (int i = 0; i < n; i++) {
             off[i] = (x0 + a.src[i]) * CN;
             wpair[i] = (int)(((unsigned)a.w1[i] << 16) | ((unsigned)a.w0[i] & 0xffffu));
-            if (a.w1[i] == 0 && a.src[i] + x0 + 1 >= img_w && two_tap == n) two_tap = i;
+            if (two_tap == n && x0 + a.src[i] + 1 >= img_w) two_tap = i;  // (then src = sw - 1: w1 is 0)
         }
         simd = 0;
         while (simd < two_tap && (rg_i64)off[simd] + 8 <= (rg_i64)img_w * CN) simd++;

@@ -36,6 +36,7 @@ _PASSIVE_PNG_CHUNKS = frozenset({b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"tIME", b"
 _PNG_GRAY, _PNG_RGB, _PNG_RGBA = 0, 2, 6
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
+
 @functools.lru_cache(maxsize=1)
 def _imagecodecs():
     """imagecodecs when it is installed with its JPEG and PNG codecs, else None (looked up once)."""

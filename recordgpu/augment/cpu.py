@@ -368,7 +368,8 @@ def _write(img: np.ndarray, st: Normalize, out: np.ndarray) -> None:
 
 
 # --- entry point -------------------------------------------------------------------------------------
-def execute(plan: SamplePlan, image: np.ndarray, out: np.ndarray, *, mode: str = "image", fast: bool = True) -> None:
+def execute(plan: SamplePlan, image: np.ndarray, out: np.ndarray, *, mode: str = "image",
+            fast: bool = True) -> None:
     """Run ``plan`` on ``image`` (decoded ``(H, W, C)``, or ``(H, W)`` for one channel) and write the sample
     into ``out``, a preallocated ``(C, H, W)`` array (typically one slot of a batch) of the plan's dtype.
 

@@ -51,6 +51,3 @@ class BatchBuffers:
             if (arr.shape != shape or arr.dtype != dtype) and sys.getrefcount(arr) == 3:
                 del self._arrays[i]
                 return
-
-    def clear(self) -> None:
-        self._arrays.clear()
